@@ -1,0 +1,430 @@
+//! The shared, lock-light state of one tier of peers (the primaries or the backups).
+//!
+//! This is nginx's `ngx_http_upstream_rr_peers_t`: per-peer failure counters, active request
+//! counts and the smooth round-robin weights. Everything a [`Policy`] looks at is here, and a
+//! `PeerSet` can be built without any service, so policies are tested with no I/O.
+//!
+//! [`Policy`]: crate::policy::Policy
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::Peer;
+
+/// The run-time state of one peer, shared by every clone of the upstream.
+pub struct PeerState {
+    name: Arc<str>,
+    route: Arc<str>,
+    weight: u32,
+    max_fails: u32,
+    fail_timeout_ms: u64,
+    max_conns: u32,
+    down: AtomicBool,
+    fails: AtomicU32,
+    conns: AtomicU32,
+    /// Milliseconds since the set's epoch; nginx's `peer->checked`.
+    checked: AtomicU64,
+    /// Milliseconds since the set's epoch; nginx's `peer->accessed` (last failure).
+    accessed: AtomicU64,
+}
+
+impl PeerState {
+    /// The peer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The peer's route (for session affinity).
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The configured weight.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// The configured `max_fails`.
+    pub fn max_fails(&self) -> u32 {
+        self.max_fails
+    }
+
+    /// The configured `fail_timeout`.
+    pub fn fail_timeout(&self) -> Duration {
+        Duration::from_millis(self.fail_timeout_ms)
+    }
+
+    /// The configured `max_conns` (0 = unlimited).
+    pub fn max_conns(&self) -> u32 {
+        self.max_conns
+    }
+
+    /// Whether the peer is marked down.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Relaxed)
+    }
+
+    /// Marks the peer down (never chosen) or up again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Relaxed);
+    }
+
+    /// Failures counted since the last reset (nginx `peer->fails`).
+    pub fn fails(&self) -> u32 {
+        self.fails.load(Relaxed)
+    }
+
+    /// Requests in flight to this peer (nginx `peer->conns`).
+    pub fn active(&self) -> u32 {
+        self.conns.load(Relaxed)
+    }
+}
+
+impl fmt::Debug for PeerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerState")
+            .field("name", &self.name)
+            .field("weight", &self.weight)
+            .field("down", &self.is_down())
+            .field("fails", &self.fails())
+            .field("active", &self.active())
+            .finish()
+    }
+}
+
+/// Smooth weighted round-robin state of one peer (nginx `current_weight`/`effective_weight`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Weights {
+    /// nginx `current_weight`.
+    pub current: i64,
+    /// nginx `effective_weight`: drops on failure, climbs back by one per pick.
+    pub effective: i64,
+}
+
+/// One tier of peers: the primaries or the backups of an upstream.
+///
+/// ```
+/// use tower_upstream::{Peer, PeerSet};
+///
+/// let set = PeerSet::new(&[Peer::new("a", ()).weight(2), Peer::new("b", ())]);
+/// assert_eq!(set.len(), 2);
+/// assert_eq!(set.total_weight(), 3);
+/// assert_eq!(set.get(1).unwrap().name(), "b");
+/// ```
+pub struct PeerSet {
+    peers: Box<[PeerState]>,
+    weights: Mutex<Box<[Weights]>>,
+    total_weight: u64,
+    single: bool,
+    epoch: Instant,
+}
+
+impl PeerSet {
+    /// A set made of these peers' parameters (their services are not kept).
+    ///
+    /// A set of one peer is nginx's "single" case: its failures are not counted.
+    pub fn new<S>(peers: &[Peer<S>]) -> Self {
+        Self::build(peers, peers.len() == 1)
+    }
+
+    pub(crate) fn build<S>(peers: &[Peer<S>], single: bool) -> Self {
+        let states: Box<[PeerState]> = peers
+            .iter()
+            .map(|p| PeerState {
+                name: p.name.clone(),
+                route: p.route.clone().unwrap_or_else(|| p.name.clone()),
+                weight: p.weight,
+                max_fails: p.max_fails,
+                fail_timeout_ms: p.fail_timeout.as_millis().min(u64::MAX as u128) as u64,
+                max_conns: p.max_conns,
+                down: AtomicBool::new(p.down),
+                fails: AtomicU32::new(0),
+                conns: AtomicU32::new(0),
+                checked: AtomicU64::new(0),
+                accessed: AtomicU64::new(0),
+            })
+            .collect();
+        let weights = peers
+            .iter()
+            .map(|p| Weights {
+                current: 0,
+                effective: i64::from(p.weight),
+            })
+            .collect();
+        Self {
+            total_weight: peers.iter().map(|p| u64::from(p.weight)).sum(),
+            peers: states,
+            weights: Mutex::new(weights),
+            single,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Number of peers, `down` ones included.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether the set has no peer.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Sum of all weights, `down` peers included (nginx `peers->total_weight`).
+    pub fn total_weight(&self) -> u64 {
+        self.total_weight
+    }
+
+    /// nginx `peers->single`: one primary and no backup, so failures are not counted.
+    pub fn is_single(&self) -> bool {
+        self.single
+    }
+
+    /// The peer at `index`.
+    pub fn get(&self, index: usize) -> Option<&PeerState> {
+        self.peers.get(index)
+    }
+
+    /// All peers in configuration order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &PeerState> {
+        self.peers.iter()
+    }
+
+    /// Locks the smooth round-robin weights. Policies that update weights hold this lock for
+    /// the whole pick, as nginx holds the upstream's lock.
+    pub fn weights(&self) -> MutexGuard<'_, Box<[Weights]>> {
+        // A panic while holding the lock cannot leave the integers inconsistent in a way
+        // that matters more than refusing service would, so poisoning is ignored.
+        self.weights.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn millis(&self, now: Instant) -> u64 {
+        // Offset by one so that "never" (0) is always in the past.
+        now.saturating_duration_since(self.epoch).as_millis() as u64 + 1
+    }
+
+    /// Whether peer `index` may be chosen at `now`: not down, not failed within
+    /// `fail_timeout` (`fails >= max_fails`), not at `max_conns`.
+    pub fn is_available(&self, index: usize, now: Instant) -> bool {
+        let Some(p) = self.peers.get(index) else {
+            return false;
+        };
+        if p.is_down() {
+            return false;
+        }
+        if !self.single
+            && p.max_fails != 0
+            && p.fails.load(Relaxed) >= p.max_fails
+            && self.millis(now).saturating_sub(p.checked.load(Relaxed)) <= p.fail_timeout_ms
+        {
+            return false;
+        }
+        !(p.max_conns != 0 && p.conns.load(Relaxed) >= p.max_conns)
+    }
+
+    /// Counts a request to peer `index` as started (nginx's bookkeeping after a pick):
+    /// `conns += 1`, and `checked` moves to `now` once `fail_timeout` has passed since the
+    /// last check, which lets the next success reset the failure count.
+    pub fn acquire(&self, index: usize, now: Instant) {
+        let p = &self.peers[index];
+        p.conns.fetch_add(1, Relaxed);
+        let now = self.millis(now);
+        let checked = p.checked.load(Relaxed);
+        if now.saturating_sub(checked) > p.fail_timeout_ms {
+            let _ = p.checked.compare_exchange(checked, now, Relaxed, Relaxed);
+        }
+    }
+
+    /// Counts a request to peer `index` as finished (`conns -= 1`).
+    pub fn release(&self, index: usize) {
+        let p = &self.peers[index];
+        let _ = p
+            .conns
+            .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(1)));
+    }
+
+    /// Records the outcome of a request to peer `index`, as nginx's `free_round_robin_peer`.
+    ///
+    /// A failure increments `fails`, stamps `accessed`/`checked` and lowers the peer's
+    /// `effective_weight` by `weight / max_fails`. A success resets `fails` only when a check
+    /// has happened since the last failure (`accessed < checked`).
+    pub fn record(&self, index: usize, failed: bool, now: Instant) {
+        let p = &self.peers[index];
+        if self.single {
+            p.fails.store(0, Relaxed);
+            return;
+        }
+        if failed {
+            let now = self.millis(now);
+            let fails = p.fails.fetch_add(1, Relaxed) + 1;
+            p.accessed.store(now, Relaxed);
+            p.checked.store(now, Relaxed);
+            if let Some(drop) = p.weight.checked_div(p.max_fails) {
+                let mut w = self.weights();
+                let e = &mut w[index].effective;
+                *e = (*e - i64::from(drop)).max(0);
+                if fails >= p.max_fails {
+                    tracing::warn!(peer = %p.name, fails, "upstream server temporarily disabled");
+                }
+            }
+        } else if p.accessed.load(Relaxed) < p.checked.load(Relaxed) {
+            p.fails.store(0, Relaxed);
+        }
+    }
+}
+
+impl fmt::Debug for PeerSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerSet")
+            .field("peers", &self.peers)
+            .field("total_weight", &self.total_weight)
+            .field("single", &self.single)
+            .finish()
+    }
+}
+
+/// The peers already tried by one request (nginx `rrp->tried`), a small bit set.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Tried {
+    low: u64,
+    high: Vec<u64>,
+}
+
+impl Tried {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether peer `index` was tried.
+    #[inline]
+    pub fn contains(&self, index: usize) -> bool {
+        if index < 64 {
+            self.low & (1 << index) != 0
+        } else {
+            let i = index / 64 - 1;
+            self.high
+                .get(i)
+                .is_some_and(|w| w & (1 << (index % 64)) != 0)
+        }
+    }
+
+    /// Marks peer `index` as tried.
+    pub fn insert(&mut self, index: usize) {
+        if index < 64 {
+            self.low |= 1 << index;
+        } else {
+            let i = index / 64 - 1;
+            if self.high.len() <= i {
+                self.high.resize(i + 1, 0);
+            }
+            self.high[i] |= 1 << (index % 64);
+        }
+    }
+
+    /// Forgets every peer (nginx does this when it moves on to the backup peers).
+    pub fn clear(&mut self) {
+        self.low = 0;
+        self.high.clear();
+    }
+}
+
+impl fmt::Debug for Tried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = 64 * (1 + self.high.len());
+        f.debug_set()
+            .entries((0..n).filter(|&i| self.contains(i)))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(weights: &[u32]) -> PeerSet {
+        let peers: Vec<_> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Peer::new(format!("p{i}"), ()).weight(w))
+            .collect();
+        PeerSet::new(&peers)
+    }
+
+    #[test]
+    fn tried_bits_beyond_64() {
+        let mut t = Tried::new();
+        for i in [0, 5, 63, 64, 200, 4095] {
+            assert!(!t.contains(i));
+            t.insert(i);
+            assert!(t.contains(i));
+        }
+        assert!(!t.contains(1) && !t.contains(65) && !t.contains(4094));
+        t.clear();
+        assert!(!t.contains(4095) && !t.contains(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_fails_and_fail_timeout() {
+        let s = set(&[1, 1]);
+        let now = Instant::now();
+        assert!(s.is_available(0, now));
+        s.acquire(0, now);
+        s.record(0, true, now);
+        s.release(0);
+        // max_fails=1: one failure disables the peer for fail_timeout (10 s).
+        assert!(!s.is_available(0, now));
+        assert!(!s.is_available(0, now + Duration::from_secs(10)));
+        let later = now + Duration::from_millis(10_001);
+        assert!(s.is_available(0, later));
+        // The probe after fail_timeout: a success resets the counter.
+        s.acquire(0, later);
+        s.record(0, false, later);
+        assert_eq!(s.get(0).unwrap().fails(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_inside_fail_timeout_does_not_reset() {
+        let peers = [Peer::new("a", ()).max_fails(3), Peer::new("b", ())];
+        let s3 = PeerSet::new(&peers);
+        let now = Instant::now();
+        s3.record(0, true, now);
+        s3.acquire(0, now);
+        s3.record(0, false, now + Duration::from_secs(1));
+        assert_eq!(s3.get(0).unwrap().fails(), 1, "nginx keeps counting");
+    }
+
+    #[test]
+    fn failure_lowers_effective_weight() {
+        let peers = [
+            Peer::new("a", ()).weight(6).max_fails(3),
+            Peer::new("b", ()),
+        ];
+        let s = PeerSet::new(&peers);
+        s.record(0, true, Instant::now());
+        assert_eq!(s.weights()[0].effective, 4);
+        for _ in 0..5 {
+            s.record(0, true, Instant::now());
+        }
+        assert_eq!(s.weights()[0].effective, 0);
+    }
+
+    #[test]
+    fn single_peer_ignores_failures_and_max_conns_limits() {
+        let s = PeerSet::new(&[Peer::new("a", ()).max_conns(1)]);
+        let now = Instant::now();
+        s.record(0, true, now);
+        assert!(
+            s.is_available(0, now),
+            "nginx ignores max_fails for a single peer"
+        );
+        s.acquire(0, now);
+        assert!(!s.is_available(0, now), "max_conns still applies");
+        s.release(0);
+        assert!(s.is_available(0, now));
+    }
+}

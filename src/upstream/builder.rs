@@ -1,0 +1,154 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use http::StatusCode;
+
+use super::{Shared, Tier, Upstream};
+use crate::policy::{BuildIndex, RoundRobin};
+use crate::{ConfigError, Peer, PeerSet, MAX_WEIGHT};
+
+/// Builds an [`Upstream`]; see [`Upstream::builder`].
+#[must_use]
+pub struct Builder<S, P = RoundRobin> {
+    name: Arc<str>,
+    peers: Vec<Peer<S>>,
+    policy: P,
+    unavailable: StatusCode,
+}
+
+impl<S> Default for Builder<S> {
+    fn default() -> Self {
+        Self {
+            name: Arc::from("upstream"),
+            peers: Vec::new(),
+            policy: RoundRobin,
+            unavailable: StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl<S, P> Builder<S, P> {
+    /// Names the upstream (nginx `upstream <name>`), for errors and logs.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Adds a peer (nginx `server`). Peers keep the order they are added in, which matters
+    /// to every policy as it does in nginx.
+    pub fn peer(mut self, peer: Peer<S>) -> Self {
+        self.peers.push(peer);
+        self
+    }
+
+    /// Adds several peers.
+    pub fn peers(mut self, peers: impl IntoIterator<Item = Peer<S>>) -> Self {
+        self.peers.extend(peers);
+        self
+    }
+
+    /// Chooses the selection policy (default: [`RoundRobin`]).
+    ///
+    /// ```
+    /// use tower_upstream::{policy::IpHash, Peer, Upstream};
+    ///
+    /// let upstream = Upstream::builder()
+    ///     .peer(Peer::new("a", tower::service_fn(|_: http::Request<()>| async {
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    ///     })))
+    ///     .policy(IpHash::new())
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = upstream;
+    /// ```
+    pub fn policy<Q>(self, policy: Q) -> Builder<S, Q> {
+        Builder {
+            name: self.name,
+            peers: self.peers,
+            policy,
+            unavailable: self.unavailable,
+        }
+    }
+
+    /// The status of the response made when no peer can be chosen: `502 Bad Gateway` by
+    /// default, as nginx's "no live upstreams"; `503 Service Unavailable` is the other
+    /// common choice. Must be a 5xx status.
+    pub fn unavailable_status(mut self, status: StatusCode) -> Self {
+        self.unavailable = status;
+        self
+    }
+
+    /// Checks the configuration and builds the upstream.
+    ///
+    /// Fails when there is no primary peer, a weight is outside `1..=65535`, two peers share
+    /// a name, or the unavailable status is not a 5xx.
+    pub fn build(self) -> Result<Upstream<S, P>, ConfigError>
+    where
+        P: BuildIndex,
+    {
+        let upstream = self.name.to_string();
+        let mut names = HashSet::new();
+        for p in &self.peers {
+            if !(1..=MAX_WEIGHT).contains(&p.weight) {
+                return Err(ConfigError::InvalidWeight {
+                    peer: p.name.to_string(),
+                    weight: p.weight,
+                });
+            }
+            if !names.insert(p.name.clone()) {
+                return Err(ConfigError::DuplicatePeer {
+                    upstream,
+                    peer: p.name.to_string(),
+                });
+            }
+        }
+        if !self.unavailable.is_server_error() {
+            return Err(ConfigError::NotServerError {
+                status: self.unavailable.as_u16(),
+            });
+        }
+        let (backup, primary): (Vec<_>, Vec<_>) = self.peers.into_iter().partition(|p| p.backup);
+        if primary.is_empty() {
+            return Err(ConfigError::NoPeers { upstream });
+        }
+        // nginx's "single" case: one primary and no backup peer.
+        let single = primary.len() == 1 && backup.is_empty();
+        let primary = Tier::new(&self.policy, primary, single);
+        let backup = (!backup.is_empty()).then(|| Tier::new(&self.policy, backup, false));
+        Ok(Upstream {
+            shared: Arc::new(Shared {
+                name: self.name,
+                policy: self.policy,
+                primary,
+                backup,
+                unavailable: self.unavailable,
+            }),
+        })
+    }
+}
+
+impl<S, P> Tier<S, P>
+where
+    P: BuildIndex,
+{
+    fn new(policy: &P, peers: Vec<Peer<S>>, single: bool) -> Self {
+        let set = PeerSet::build(&peers, single);
+        let index = policy.build_index(&set);
+        Tier {
+            peers: Arc::new(set),
+            services: peers.into_iter().map(|p| p.service).collect(),
+            index,
+        }
+    }
+}
+
+impl<S, P: std::fmt::Debug> std::fmt::Debug for Builder<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("peers", &self.peers)
+            .field("policy", &self.policy)
+            .field("unavailable", &self.unavailable)
+            .finish()
+    }
+}
