@@ -5,3 +5,5 @@ pub mod http_peer;
 
 /// Alias for a type-erased error type.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub use crate::http_peer::{HttpClient, HttpClientBuilder, HttpPeer};
