@@ -45,6 +45,9 @@ pub(crate) fn is_timeout(err: &(dyn StdError + 'static)) -> bool {
         if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
             return true;
         }
+        if let Some(e) = e.downcast_ref::<crate::http_peer::Error>() {
+            return e.is_timeout();
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::TimedOut {
                 return true;

@@ -87,6 +87,7 @@ pub mod upstream;
 
 pub use body::ResponseBody;
 pub use error::ConfigError;
+pub use http_peer::{HttpClient, HttpClientBuilder, HttpPeer};
 pub use peer::Peer;
 pub use peer_set::{PeerSet, PeerState, Tried, Weights};
 pub use upstream::{SelectedPeer, Upstream};

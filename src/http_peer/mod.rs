@@ -1,1 +1,102 @@
-//! HTTP peer (in progress).
+//! A ready-made HTTP peer: a pooled keep-alive HTTP/1.1 client bound to one backend.
+//!
+//! [`HttpPeer`] is a [`tower::Service`] that sends each request to one `host:port`, the way an
+//! nginx `server` line in an `upstream` block does, so it can be used as a peer of the load
+//! balancer. Peers are made from an [`HttpClient`], a cheap handle to one
+//! [`hyper_util::client::legacy::Client`] whose connection pool every peer shares.
+//!
+//! For each request the peer rewrites the URI to `http://<authority><path-and-query>` (origin
+//! form `/x?y` and absolute form both work, a missing path becomes `/`), forces HTTP/1.1 and
+//! leaves the headers alone. If there is no `Host` header, hyper-util adds one from the peer's
+//! authority; set `Host` yourself to forward the client's. Bodies stream both ways: the request
+//! body is handed to hyper-util as it is, and the response body is hyper's [`Incoming`].
+//!
+//! | nginx | here |
+//! |---|---|
+//! | `proxy_connect_timeout` | [`HttpClientBuilder::connect_timeout`] |
+//! | `proxy_read_timeout` (response head only) | [`HttpClientBuilder::read_timeout`] |
+//! | `keepalive_timeout` in `upstream` | [`HttpClientBuilder::pool_idle_timeout`] |
+//! | `keepalive` in `upstream` | [`HttpClientBuilder::pool_max_idle_per_host`] |
+//! | `proxy_http_version 1.1` | always |
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//!
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::{BodyExt, Full};
+//! use hyper_util::rt::TokioIo;
+//! use tower::{Service, ServiceExt};
+//! use tower_upstream::http_peer::HttpClient;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! // A tiny backend on 127.0.0.1 that echoes the path and query.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     while let Ok((stream, _)) = listener.accept().await {
+//!         let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+//!             let body = Full::new(Bytes::from(req.uri().to_string()));
+//!             Ok::<_, Infallible>(Response::new(body))
+//!         });
+//!         let conn = hyper::server::conn::http1::Builder::new()
+//!             .serve_connection(TokioIo::new(stream), svc);
+//!         tokio::spawn(conn);
+//!     }
+//! });
+//!
+//! let client = HttpClient::builder().build();
+//! let mut peer = client.peer(&addr.to_string())?;
+//!
+//! let req = Request::get("/hello?name=world").body(Full::new(Bytes::new()))?;
+//! let res = peer.ready().await?.call(req).await?;
+//!
+//! assert_eq!(res.status(), StatusCode::OK);
+//! let body = res.into_body().collect().await?.to_bytes();
+//! assert_eq!(body, "/hello?name=world");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Timeouts
+//!
+//! - The **connect timeout** bounds opening the TCP connection. Reusing a pooled connection
+//!   takes no connect.
+//! - The **read timeout** starts when hyper-util hands a connection to the request, just before
+//!   writing it, and ends when the response head arrives. It does not include the connect, and
+//!   it does not cover the response body: wrap the body if you need that.
+//! - The read timeout also runs while a streamed request body is still being sent, since
+//!   hyper-util gives no signal when the body is done: raise it for slow uploads. There is no
+//!   separate send timeout (nginx's `proxy_send_timeout`).
+//!
+//! [`Error`] says which one fired: [`Error::is_timeout`] for both, [`Error::is_connect`] for the
+//! connect timeout only. When the read timeout fires the connection is closed, not returned to
+//! the pool.
+//!
+//! To know when a connection is assigned, the peer attaches hyper-util's
+//! [`capture_connection`] to each request, which replaces any capture the caller attached.
+//!
+//! # Clone
+//!
+//! Cloning an [`HttpClient`] or an [`HttpPeer`] is cheap (a few reference counts) and shares
+//! the connection pool; no clone carries per-request state, and [`HttpPeer`] is always ready.
+//! This is what hyper's `TowerToHyperService`, which clones the service for every request,
+//! needs. Peers made with [`HttpPeer::new`] each get their own pool; make peers with
+//! [`HttpClient::peer`] to share one.
+//!
+//! [`Incoming`]: hyper::body::Incoming
+//! [`capture_connection`]: hyper_util::client::legacy::connect::capture_connection
+
+mod client;
+mod error;
+mod future;
+mod peer;
+mod uri;
+
+pub use self::client::{HttpClient, HttpClientBuilder};
+pub use self::error::{Error, InvalidAuthority};
+pub use self::future::ResponseFuture;
+pub use self::peer::HttpPeer;

@@ -1,0 +1,215 @@
+//! The shared client and its builder.
+
+use std::fmt;
+use std::time::Duration;
+
+use http_body::Body;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::error::InvalidAuthority;
+use super::uri::parse_authority;
+use super::HttpPeer;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+// ===== HttpClient =====
+
+/// A pooled keep-alive HTTP/1.1 client that [`HttpPeer`]s are made from.
+///
+/// It is a cheap handle: every clone, and every peer made with [`peer`](HttpClient::peer),
+/// shares one connection pool. Idle connections are kept per peer authority.
+///
+/// See the [module docs](super) for an example.
+pub struct HttpClient<B> {
+    pub(crate) inner: Client<HttpConnector, B>,
+    pub(crate) read_timeout: Duration,
+}
+
+impl HttpClient<()> {
+    /// Returns a builder to configure the timeouts and the pool.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_upstream::http_peer::HttpClient;
+    ///
+    /// let client = HttpClient::builder()
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .build::<String>();
+    /// # drop(client);
+    /// ```
+    pub fn builder() -> HttpClientBuilder {
+        HttpClientBuilder::new()
+    }
+}
+
+impl<B> HttpClient<B>
+where
+    B: Body + Send,
+    B::Data: Send,
+{
+    /// Creates a client with the default settings of [`HttpClientBuilder`].
+    pub fn new() -> Self {
+        HttpClientBuilder::new().build()
+    }
+}
+
+impl<B> HttpClient<B> {
+    /// Returns a peer that sends requests to `authority` (`host[:port]`, port 80 by default) over
+    /// this client's pool.
+    ///
+    /// `authority` must not carry a scheme, userinfo, path, query or fragment.
+    ///
+    /// ```
+    /// use tower_upstream::http_peer::HttpClient;
+    ///
+    /// let client = HttpClient::<String>::new();
+    /// assert!(client.peer("127.0.0.1:8080").is_ok());
+    /// assert!(client.peer("[::1]:8080").is_ok());
+    /// assert!(client.peer("backend.local").is_ok());
+    /// assert!(client.peer("backend.local/api").is_err());
+    /// ```
+    pub fn peer(&self, authority: &str) -> Result<HttpPeer<B>, InvalidAuthority> {
+        let authority = parse_authority(authority)?;
+        Ok(HttpPeer::from_parts(self.clone(), authority))
+    }
+}
+
+impl<B> Default for HttpClient<B>
+where
+    B: Body + Send,
+    B::Data: Send,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B> Clone for HttpClient<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            read_timeout: self.read_timeout,
+        }
+    }
+}
+
+impl<B> fmt::Debug for HttpClient<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("read_timeout", &self.read_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+// ===== HttpClientBuilder =====
+
+/// Builder for [`HttpClient`], made with [`HttpClient::builder`] or `Default`.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct HttpClientBuilder {
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+}
+
+impl HttpClientBuilder {
+    /// Returns a builder with the default settings.
+    pub fn new() -> Self {
+        Self {
+            connect_timeout: DEFAULT_TIMEOUT,
+            read_timeout: DEFAULT_TIMEOUT,
+            pool_idle_timeout: DEFAULT_TIMEOUT,
+            pool_max_idle_per_host: usize::MAX,
+        }
+    }
+
+    /// Time allowed to open a TCP connection, like nginx's `proxy_connect_timeout`.
+    /// Default: 60 s.
+    ///
+    /// When a host name resolves to several addresses, the time is split between them.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_upstream::http_peer::HttpClient;
+    /// let builder = HttpClient::builder().connect_timeout(Duration::from_secs(1));
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed between handing the request to a connection and receiving the response
+    /// head, like nginx's `proxy_read_timeout` for the header. Default: 60 s.
+    ///
+    /// It does not cover the connect (see [`connect_timeout`](Self::connect_timeout)) nor the
+    /// reading of the response body.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_upstream::http_peer::HttpClient;
+    /// let builder = HttpClient::builder().read_timeout(Duration::from_secs(5));
+    /// ```
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long an idle keep-alive connection stays in the pool, like the `keepalive_timeout`
+    /// of an nginx `upstream` block. Default: 60 s.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_upstream::http_peer::HttpClient;
+    /// let builder = HttpClient::builder().pool_idle_timeout(Duration::from_secs(30));
+    /// ```
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// Most idle connections kept per peer authority, like the `keepalive` directive of an
+    /// nginx `upstream` block (which counts per worker). Default: unbounded; idle connections
+    /// are still closed after [`pool_idle_timeout`](Self::pool_idle_timeout). `0` disables
+    /// keep-alive.
+    ///
+    /// ```
+    /// # use tower_upstream::http_peer::HttpClient;
+    /// let builder = HttpClient::builder().pool_max_idle_per_host(32);
+    /// ```
+    pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
+        self.pool_max_idle_per_host = max;
+        self
+    }
+
+    /// Builds the client. `TCP_NODELAY` is set on every connection.
+    ///
+    /// No runtime is needed to build it, but requests must run inside a Tokio runtime with the
+    /// time driver enabled.
+    pub fn build<B>(self) -> HttpClient<B>
+    where
+        B: Body + Send,
+        B::Data: Send,
+    {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(self.connect_timeout));
+        connector.set_nodelay(true);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_max_idle_per_host(self.pool_max_idle_per_host)
+            .build(connector);
+        HttpClient {
+            inner,
+            read_timeout: self.read_timeout,
+        }
+    }
+}
+
+impl Default for HttpClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,222 @@
+//! Errors returned by [`HttpPeer`](super::HttpPeer) and [`HttpClient::peer`](super::HttpClient::peer).
+
+use std::error::Error as StdError;
+use std::{fmt, io};
+
+use crate::BoxError;
+
+// ===== Error =====
+
+/// An error from an [`HttpPeer`](super::HttpPeer) request.
+///
+/// The error is opaque: ask it what happened with the predicates.
+///
+/// | what happened | `Display` | [`is_connect`] | [`is_timeout`] |
+/// |---|---|---|---|
+/// | connection refused, unreachable, DNS failure, handshake failure | `upstream connect error` | `true` | `false` |
+/// | `connect_timeout` elapsed (or the OS timed the connect out) | `upstream timed out (connect)` | `true` | `true` |
+/// | `read_timeout` elapsed before the response head arrived | `upstream timed out (read)` | `false` | `true` |
+/// | any other failure once a connection was assigned (the backend closed it early, sent an invalid response, the request body failed, ...) | `upstream request error` | `false` | `false` |
+/// | the request URI could not be rebuilt for the backend (not expected in practice) | `request uri cannot be sent upstream` | `false` | `false` |
+///
+/// [`source`](StdError::source) returns the underlying error: a
+/// [`hyper_util::client::legacy::Error`] for connect and request errors, whose own sources lead
+/// to the `io::Error` or [`hyper::Error`]. A read timeout has no source.
+///
+/// # Was the request sent?
+///
+/// When [`is_connect`] is `true` no byte of the request reached the backend, so the request can
+/// be sent to another peer whatever its method. For every other error the request may have been
+/// sent in part or in full, and only idempotent requests should be retried, as nginx does with
+/// `proxy_next_upstream` and non-idempotent methods.
+///
+/// [`is_connect`]: Error::is_connect
+/// [`is_timeout`]: Error::is_timeout
+#[derive(Debug)]
+pub struct Error {
+    kind: Kind,
+    source: Option<BoxError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Connect,
+    ConnectTimeout,
+    ReadTimeout,
+    Request,
+    InvalidUri,
+}
+
+impl Error {
+    /// Returns `true` if no connection to the backend could be set up, so the request was not
+    /// sent: refused, unreachable, name resolution failed, or the connect timeout elapsed.
+    pub fn is_connect(&self) -> bool {
+        matches!(self.kind, Kind::Connect | Kind::ConnectTimeout)
+    }
+
+    /// Returns `true` for nginx's `timeout` class: the connect timeout or the read timeout
+    /// elapsed. [`is_connect`](Error::is_connect) tells the two apart.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::ConnectTimeout | Kind::ReadTimeout)
+    }
+
+    pub(crate) fn read_timeout() -> Self {
+        Self {
+            kind: Kind::ReadTimeout,
+            source: None,
+        }
+    }
+
+    pub(crate) fn invalid_uri(source: http::Error) -> Self {
+        Self {
+            kind: Kind::InvalidUri,
+            source: Some(source.into()),
+        }
+    }
+
+    /// Classifies an error from hyper-util's client.
+    ///
+    /// `assigned` says whether hyper-util had handed a connection to the request (it is about to
+    /// be written) when the error happened. Before that point nothing can have been sent.
+    pub(crate) fn from_client(error: hyper_util::client::legacy::Error, assigned: bool) -> Self {
+        let kind = if error.is_connect() || !assigned {
+            if has_timed_out(&error) {
+                Kind::ConnectTimeout
+            } else {
+                Kind::Connect
+            }
+        } else {
+            Kind::Request
+        };
+        Self {
+            kind,
+            source: Some(error.into()),
+        }
+    }
+}
+
+/// Whether the source chain holds an `io::Error` of kind `TimedOut`, which is how
+/// `HttpConnector` reports its connect timeout (and how the OS reports an unanswered SYN).
+fn has_timed_out(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        next = error.source();
+    }
+    false
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            Kind::Connect => "upstream connect error",
+            Kind::ConnectTimeout => "upstream timed out (connect)",
+            Kind::ReadTimeout => "upstream timed out (read)",
+            Kind::Request => "upstream request error",
+            Kind::InvalidUri => "request uri cannot be sent upstream",
+        })
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|e| &**e as _)
+    }
+}
+
+// ===== InvalidAuthority =====
+
+/// The string given to [`HttpClient::peer`](super::HttpClient::peer) or
+/// [`HttpPeer::new`](super::HttpPeer::new) is not a usable `host[:port]` authority.
+#[derive(Debug)]
+pub struct InvalidAuthority {
+    input: String,
+    reason: Reason,
+    source: Option<http::uri::InvalidUri>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Empty,
+    Scheme,
+    Path,
+    Userinfo,
+    Port,
+    Syntax,
+}
+
+impl InvalidAuthority {
+    pub(crate) fn new(input: &str, reason: Reason, source: Option<http::uri::InvalidUri>) -> Self {
+        Self {
+            input: input.to_owned(),
+            reason,
+            source,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn reason(&self) -> Reason {
+        self.reason
+    }
+}
+
+impl fmt::Display for InvalidAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = match self.reason {
+            Reason::Empty => "host is empty",
+            Reason::Scheme => "a scheme is not allowed, peers always speak http",
+            Reason::Path => "a path, query or fragment is not allowed",
+            Reason::Userinfo => "userinfo is not allowed",
+            Reason::Port => "port must be a number from 0 to 65535",
+            Reason::Syntax => "expected `host[:port]`",
+        };
+        write!(f, "invalid upstream authority `{}`: {reason}", self.input)
+    }
+}
+
+impl StdError for InvalidAuthority {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapper(io::Error);
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("tcp connect error")
+        }
+    }
+
+    impl StdError for Wrapper {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn timed_out_is_found_down_the_chain() {
+        let timed_out = Wrapper(io::Error::new(io::ErrorKind::TimedOut, "elapsed"));
+        assert!(has_timed_out(&timed_out));
+        let refused = Wrapper(io::ErrorKind::ConnectionRefused.into());
+        assert!(!has_timed_out(&refused));
+    }
+
+    #[test]
+    fn read_timeout_predicates_and_display() {
+        let err = Error::read_timeout();
+        assert!(err.is_timeout());
+        assert!(!err.is_connect());
+        assert_eq!(err.to_string(), "upstream timed out (read)");
+        assert!(err.source().is_none());
+    }
+}
