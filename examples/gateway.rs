@@ -1,0 +1,196 @@
+//! The seed's gateway: nginx's `upstream tserver` with two peers, `proxy_set_header Host $host`
+//! and `proxy_set_header X-Real-IP $remote_addr`, as a hyper server.
+//!
+//! ```text
+//! cargo run --example gateway                       # two demo backends in-process
+//! cargo run --example gateway -- --peer 127.0.0.1:18081=1 --peer 127.0.0.1:18082=1
+//! ```
+//!
+//! Options: `--listen ADDR` (default 127.0.0.1:8080), `--peer HOST:PORT[=WEIGHT]` (repeat),
+//! `--backup HOST:PORT`, `--policy round-robin|ip-hash|least-conn|random-two`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::set_header::SetRequestHeaderLayer;
+use tower_upstream::policy::{BuildIndex, IpHash, LeastConn, Policy, Random, RoundRobin};
+use tower_upstream::{HttpClient, HttpPeer, Peer, Upstream};
+
+const USAGE: &str = "usage: gateway [--listen ADDR] [--peer HOST:PORT[=WEIGHT]]... \
+[--backup HOST:PORT]... [--policy round-robin|ip-hash|least-conn|random-two]";
+
+struct Args {
+    listen: SocketAddr,
+    peers: Vec<(String, u32, bool)>,
+    policy: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        peers: Vec::new(),
+        policy: "round-robin".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--listen" => args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
+            "--peer" => {
+                let v = value()?;
+                let (addr, weight) = match v.split_once('=') {
+                    Some((a, w)) => (a, w.parse().map_err(|e| format!("--peer {v}: {e}"))?),
+                    None => (v.as_str(), 1),
+                };
+                args.peers.push((addr.to_owned(), weight, false));
+            }
+            "--backup" => args.peers.push((value()?, 1, true)),
+            "--policy" => args.policy = value()?,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}
+
+/// A demo backend, standing in for one of the seed's Tomcats.
+async fn demo_backend(name: &'static str) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                let header = |n: &str| {
+                    req.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned()
+                };
+                let text = format!(
+                    "{name} ({addr}) served {} {}  Host: {}  X-Real-IP: {}\n",
+                    req.method(),
+                    req.uri(),
+                    header("host"),
+                    header("x-real-ip"),
+                );
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+            });
+            tokio::spawn(async move {
+                let server = auto::Builder::new(TokioExecutor::new());
+                let _ = server.serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn run<P>(
+    args: &Args,
+    peers: Vec<Peer<HttpPeer<Incoming>>>,
+    policy: P,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    P: BuildIndex + Policy<Request<Incoming>> + Send + Sync + 'static,
+    P::Key: Send,
+{
+    let upstream = Upstream::builder()
+        .name("tserver")
+        .peers(peers)
+        .policy(policy)
+        .build()?;
+    let listener = TcpListener::bind(args.listen).await?;
+    // Printed first: tests and scripts read the address from this line.
+    println!("gateway listening on http://{}", listener.local_addr()?);
+    println!(
+        "try: curl -s http://{0}/index.jsp; curl -s http://{0}/index.jsp",
+        listener.local_addr()?
+    );
+    let x_real_ip = HeaderName::from_static("x-real-ip");
+    loop {
+        let (stream, client) = listener.accept().await?;
+        // proxy_set_header X-Real-IP $remote_addr; Host $host is kept as the client sent it.
+        let real_ip =
+            HeaderValue::from_str(&client.ip().to_string()).expect("an IP is a valid header");
+        let svc = ServiceBuilder::new()
+            .layer(SetRequestHeaderLayer::overriding(
+                x_real_ip.clone(),
+                real_ip,
+            ))
+            .map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(client);
+                req
+            })
+            .service(upstream.clone());
+        tokio::spawn(async move {
+            let mut server = auto::Builder::new(TokioExecutor::new());
+            // Bound slow clients: a request head must arrive within 30 s.
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
+            let _ = server
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                .await;
+        });
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = start(args).await {
+        eprintln!("gateway: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn start(mut args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.peers.is_empty() {
+        // The embedded default: the seed's two Tomcats, played by two in-process backends.
+        for name in ["tomcat1", "tomcat2"] {
+            let addr = demo_backend(name).await?;
+            println!("demo backend {name} on {addr}");
+            args.peers.push((addr.to_string(), 1, false));
+        }
+    }
+    let client = HttpClient::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(60))
+        .build();
+    let mut peers = Vec::new();
+    for (addr, weight, backup) in &args.peers {
+        let mut peer = Peer::new(addr.as_str(), client.peer(addr)?).weight(*weight);
+        if *backup {
+            peer = peer.backup();
+        }
+        peers.push(peer);
+    }
+    match args.policy.as_str() {
+        "round-robin" => run(&args, peers, RoundRobin::new()).await,
+        "ip-hash" => run(&args, peers, IpHash::new()).await,
+        "least-conn" => run(&args, peers, LeastConn::new()).await,
+        "random-two" => run(&args, peers, Random::two_least_conn()).await,
+        other => Err(format!("unknown policy {other}\n{USAGE}").into()),
+    }
+}
