@@ -202,28 +202,34 @@ impl PeerSet {
         self.weights.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn millis(&self, now: Instant) -> u64 {
-        // Offset by one so that "never" (0) is always in the past.
+    /// `now` as milliseconds since the set was made, offset by one so that "never" (0) is
+    /// always in the past.
+    pub(crate) fn millis(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_millis() as u64 + 1
     }
 
     /// Whether peer `index` may be chosen at `now`: not down, not failed within
     /// `fail_timeout` (`fails >= max_fails`), not at `max_conns`.
     pub fn is_available(&self, index: usize, now: Instant) -> bool {
+        self.is_available_at(index, self.millis(now))
+    }
+
+    #[inline]
+    pub(crate) fn is_available_at(&self, index: usize, now_ms: u64) -> bool {
         let Some(p) = self.peers.get(index) else {
             return false;
         };
-        if p.is_down() {
+        if p.down.load(Relaxed) {
             return false;
         }
         if !self.single
             && p.max_fails != 0
             && p.fails.load(Relaxed) >= p.max_fails
-            && self.millis(now).saturating_sub(p.checked.load(Relaxed)) <= p.fail_timeout_ms
+            && now_ms.saturating_sub(p.checked.load(Relaxed)) <= p.fail_timeout_ms
         {
             return false;
         }
-        !(p.max_conns != 0 && p.conns.load(Relaxed) >= p.max_conns)
+        p.max_conns == 0 || p.conns.load(Relaxed) < p.max_conns
     }
 
     /// Counts a request to peer `index` as started (nginx's bookkeeping after a pick):

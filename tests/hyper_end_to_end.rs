@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use tokio::time::Instant;
-use tower_upstream::policy::{Candidates, IpHash, IpHashKey, Policy};
+use tower_upstream::policy::{BuildIndex, Candidates, IpHash, IpHashKey, Policy};
 use tower_upstream::{HttpPeer, Peer, Tried, Upstream};
 
 use support::{serve, spawn_backend, Conn};
@@ -84,10 +84,12 @@ async fn ip_hash_sticks_per_client_network() {
         let client = Ipv4Addr::new(127, 0, n, 1);
         // The peer nginx's ip_hash picks for this client, computed by the policy alone.
         let tried = Tried::new();
+        let policy = IpHash::new();
+        let ranges = policy.build_index(upstream.primary());
         let mut key = IpHashKey::new(Some(IpAddr::V4(client)));
         let candidates = Candidates::new(upstream.primary(), &tried, Instant::now());
         let want =
-            Policy::<http::Request<()>>::pick(&IpHash::new(), &candidates, &(), &mut key).unwrap();
+            Policy::<http::Request<()>>::pick(&policy, &candidates, &ranges, &mut key).unwrap();
         for _ in 0..4 {
             let mut conn = Conn::open(client.into(), gateway).await;
             for _ in 0..3 {

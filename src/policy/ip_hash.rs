@@ -23,7 +23,7 @@ use crate::PeerSet;
 ///
 /// ```
 /// use tokio::time::Instant;
-/// use tower_upstream::policy::{Candidates, IpHash, Policy};
+/// use tower_upstream::policy::{BuildIndex, Candidates, IpHash, Policy};
 /// use tower_upstream::{Peer, PeerSet, Tried};
 ///
 /// let peers = PeerSet::new(&[Peer::new("a", ()), Peer::new("b", ()), Peer::new("c", ())]);
@@ -34,7 +34,8 @@ use crate::PeerSet;
 /// let tried = Tried::new();
 /// let ctx = Candidates::new(&peers, &tried, Instant::now());
 /// // nginx sends 192.0.2.x to the first of three equal servers.
-/// assert_eq!(Policy::<http::Request<()>>::pick(&policy, &ctx, &(), &mut key), Some(0));
+/// let ranges = policy.build_index(&peers);
+/// assert_eq!(Policy::<http::Request<()>>::pick(&policy, &ctx, &ranges, &mut key), Some(0));
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IpHash<A = ConnectAddr> {
@@ -101,25 +102,39 @@ impl IpHashKey {
     }
 }
 
-/// The index of the peer that `hash` lands on, walking the weights as nginx does.
-fn by_weight(peers: &PeerSet, hash: u32) -> usize {
-    let mut w = u64::from(hash) % peers.total_weight();
-    let mut p = 0;
-    for peer in peers.iter() {
-        let weight = u64::from(peer.weight());
-        if w < weight {
-            break;
-        }
-        w -= weight;
-        p += 1;
+/// Where each peer's share of the total weight starts, for finding the peer a hash lands on.
+#[derive(Debug, Clone, Default)]
+pub struct WeightRanges(Vec<u64>);
+
+impl WeightRanges {
+    /// The ranges of `peers`, `down` peers included (nginx walks them all).
+    pub fn new(peers: &PeerSet) -> Self {
+        let mut start = 0;
+        Self(
+            peers
+                .iter()
+                .map(|p| {
+                    let s = start;
+                    start += u64::from(p.weight());
+                    s
+                })
+                .collect(),
+        )
     }
-    p
+
+    /// The peer whose range holds `w` (`w < total_weight`): the peer nginx's walk
+    /// `while (w >= peer->weight) { w -= peer->weight; peer = peer->next; }` ends on.
+    pub fn find(&self, w: u64) -> usize {
+        self.0.partition_point(|&start| start <= w) - 1
+    }
 }
 
 impl<A> BuildIndex for IpHash<A> {
-    type Index = ();
+    type Index = WeightRanges;
 
-    fn build_index(&self, _: &PeerSet) {}
+    fn build_index(&self, peers: &PeerSet) -> WeightRanges {
+        WeightRanges::new(peers)
+    }
 }
 
 impl<Req, A> Policy<Req> for IpHash<A>
@@ -132,7 +147,12 @@ where
         IpHashKey::new(self.addr.client_addr(req))
     }
 
-    fn pick(&self, ctx: &Candidates<'_>, _: &(), key: &mut IpHashKey) -> Option<usize> {
+    fn pick(
+        &self,
+        ctx: &Candidates<'_>,
+        ranges: &WeightRanges,
+        key: &mut IpHashKey,
+    ) -> Option<usize> {
         let peers = ctx.peers();
         if key.len == 0 || key.tries > HASH_TRIES || peers.len() < 2 {
             return ctx.smooth(|_| true);
@@ -140,7 +160,7 @@ where
         let mut hash = key.hash;
         loop {
             hash = key.fold(hash);
-            let p = by_weight(peers, hash);
+            let p = ranges.find(u64::from(hash) % peers.total_weight());
             if ctx.is_candidate(p) {
                 key.hash = hash;
                 return Some(p);
@@ -166,7 +186,11 @@ mod tests {
         let tried = Tried::new();
         let policy = IpHash::with_addr(|_: &()| None);
         policy
-            .pick(&Candidates::new(set, &tried, Instant::now()), &(), &mut key)
+            .pick(
+                &Candidates::new(set, &tried, Instant::now()),
+                &policy.build_index(set),
+                &mut key,
+            )
             .unwrap()
     }
 
@@ -237,8 +261,9 @@ mod tests {
         let ctx = Candidates::new(&set, &tried, Instant::now());
         let mut key = IpHashKey::new(None);
         let policy = IpHash::new();
-        let a = Policy::<http::Request<()>>::pick(&policy, &ctx, &(), &mut key);
-        let b = Policy::<http::Request<()>>::pick(&policy, &ctx, &(), &mut key);
+        let ranges = policy.build_index(&set);
+        let a = Policy::<http::Request<()>>::pick(&policy, &ctx, &ranges, &mut key);
+        let b = Policy::<http::Request<()>>::pick(&policy, &ctx, &ranges, &mut key);
         assert_eq!((a, b), (Some(0), Some(1)));
     }
 }

@@ -55,7 +55,7 @@ mod round_robin;
 pub use client_addr::{ClientAddr, ConnectAddr};
 pub use consistent_hash::{ChashKey, ConsistentHash, Ring};
 pub use hash_key::{key, HashKey};
-pub use ip_hash::{IpHash, IpHashKey};
+pub use ip_hash::{IpHash, IpHashKey, WeightRanges};
 pub use least_conn::LeastConn;
 pub use random::Random;
 pub use round_robin::RoundRobin;
@@ -130,12 +130,18 @@ pub struct Candidates<'a> {
     peers: &'a PeerSet,
     tried: &'a Tried,
     now: Instant,
+    now_ms: u64,
 }
 
 impl<'a> Candidates<'a> {
     /// A pick among `peers` at `now`, skipping those in `tried`.
     pub fn new(peers: &'a PeerSet, tried: &'a Tried, now: Instant) -> Self {
-        Self { peers, tried, now }
+        Self {
+            peers,
+            tried,
+            now,
+            now_ms: peers.millis(now),
+        }
     }
 
     /// The peer set.
@@ -157,7 +163,7 @@ impl<'a> Candidates<'a> {
     /// `fail_timeout`, below `max_conns`).
     #[inline]
     pub fn is_candidate(&self, i: usize) -> bool {
-        !self.tried.contains(i) && self.peers.is_available(i, self.now)
+        !self.tried.contains(i) && self.peers.is_available_at(i, self.now_ms)
     }
 
     /// nginx's smooth weighted round-robin among the candidates for which `filter` holds.

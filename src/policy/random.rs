@@ -1,7 +1,7 @@
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher, RandomState};
 
-use super::{BuildIndex, Candidates, Policy, HASH_TRIES};
+use super::{BuildIndex, Candidates, Policy, WeightRanges, HASH_TRIES};
 use crate::PeerSet;
 
 /// nginx's `random` and `random two least_conn`.
@@ -61,26 +61,16 @@ fn next_random() -> u64 {
     })
 }
 
-/// A weighted random peer: `ranges[i]` is where peer `i`'s share of the total weight starts.
-fn peek(ranges: &[u64], total: u64) -> usize {
-    let x = next_random() % total;
-    ranges.partition_point(|&start| start <= x) - 1
+/// A weighted random peer.
+fn peek(ranges: &WeightRanges, total: u64) -> usize {
+    ranges.find(next_random() % total)
 }
 
 impl BuildIndex for Random {
-    /// Start of each peer's range of weight.
-    type Index = Vec<u64>;
+    type Index = WeightRanges;
 
-    fn build_index(&self, peers: &PeerSet) -> Vec<u64> {
-        let mut start = 0;
-        peers
-            .iter()
-            .map(|p| {
-                let s = start;
-                start += u64::from(p.weight());
-                s
-            })
-            .collect()
+    fn build_index(&self, peers: &PeerSet) -> WeightRanges {
+        WeightRanges::new(peers)
     }
 }
 
@@ -92,7 +82,7 @@ impl<Req> Policy<Req> for Random {
         0
     }
 
-    fn pick(&self, ctx: &Candidates<'_>, ranges: &Vec<u64>, tries: &mut u32) -> Option<usize> {
+    fn pick(&self, ctx: &Candidates<'_>, ranges: &WeightRanges, tries: &mut u32) -> Option<usize> {
         let peers = ctx.peers();
         if *tries > HASH_TRIES || peers.len() < 2 {
             return ctx.smooth(|_| true);
