@@ -125,12 +125,18 @@ pub mod key {
         }
     }
 
-    /// nginx `$arg_<name>`: the raw value of the first query argument with that name.
+    /// nginx `$arg_<name>`: the raw (not percent-decoded) value of the first query argument
+    /// with that name.
+    ///
+    /// Like nginx's `ngx_http_arg`, the name is matched ignoring ASCII case: `?USER=7`
+    /// has the key `7` too.
     ///
     /// ```
     /// use tower_upstream::policy::{key, HashKey};
     ///
     /// let req = http::Request::get("/p?x=1&user=7").body(()).unwrap();
+    /// assert_eq!(key::Arg::new("user").hash(&req), Some(crc32fast::hash(b"7")));
+    /// let req = http::Request::get("/p?User=7").body(()).unwrap();
     /// assert_eq!(key::Arg::new("user").hash(&req), Some(crc32fast::hash(b"7")));
     /// ```
     #[derive(Debug, Clone)]
@@ -150,7 +156,13 @@ pub mod key {
                 .query()?
                 .as_bytes()
                 .split(|&b| b == b'&')
-                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix(b"="))
+                .find_map(|pair| {
+                    // nginx compares the name with ngx_strlcasestrn: ASCII case-insensitive.
+                    let (arg, rest) = pair.split_at_checked(name.len())?;
+                    arg.eq_ignore_ascii_case(name)
+                        .then_some(rest)?
+                        .strip_prefix(b"=")
+                })
                 .and_then(crc)
         }
     }
@@ -170,6 +182,21 @@ pub mod key {
             assert_eq!(Cookie::new("sid").hash(&req), None);
             assert_eq!(Cookie::new("oth").hash(&req), None);
             assert_eq!(Header::new(HeaderName::from_static("x")).hash(&req), None);
+        }
+
+        #[test]
+        fn arg_name_ignores_ascii_case_like_nginx() {
+            // Checked against nginx's $arg_k in tests/nginx_balance.rs.
+            let hash =
+                |uri: &str, name: &str| Arg::new(name).hash(&Request::get(uri).body(()).unwrap());
+            let seven = Some(crc32fast::hash(b"7"));
+            assert_eq!(hash("/p?USER=7", "user"), seven);
+            assert_eq!(hash("/p?x=1&User=7&user=8", "user"), seven);
+            assert_eq!(hash("/p?user=7", "USER"), seven);
+            // Still a whole-name match at an argument's start, followed by `=`.
+            assert_eq!(hash("/p?xuser=1&users=2&user=7", "user"), seven);
+            assert_eq!(hash("/p?user&x=user=1", "user"), None);
+            assert_eq!(hash("/p?us", "user"), None);
         }
 
         #[test]
