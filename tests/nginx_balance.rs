@@ -291,6 +291,7 @@ fn crate_picks(u: &Upstream, set: &PeerSet, probes: &[Probe]) -> Vec<usize> {
     let candidates = Candidates::new(set, &tried, Instant::now());
     let chash = ConsistentHash::new(key::Arg::new("k"));
     let ring = chash.build_index(set);
+    let ranges = IpHash::new().build_index(set);
     probes
         .iter()
         .map(|probe| {
@@ -300,7 +301,7 @@ fn crate_picks(u: &Upstream, set: &PeerSet, probes: &[Probe]) -> Vec<usize> {
                 }
                 Balancer::IpHash => {
                     let mut key = IpHashKey::new(Some(probe.src));
-                    Policy::<Req>::pick(&IpHash::new(), &candidates, &(), &mut key)
+                    Policy::<Req>::pick(&IpHash::new(), &candidates, &ranges, &mut key)
                 }
                 Balancer::ConsistentArgK => {
                     let req = http::Request::get(probe.uri.as_str()).body(()).unwrap();
