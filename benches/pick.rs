@@ -74,7 +74,7 @@ fn oneshot(c: &mut Criterion) {
         .unwrap();
     let backend = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
     let upstream = Upstream::builder()
-        .peers((0..16).map(|i| Peer::new(format!("p{i}"), backend.clone())))
+        .peers((0..16).map(|i| Peer::new(format!("p{i}"), backend)))
         .build()
         .unwrap();
     c.bench_function("upstream/oneshot_16_peers", |b| {

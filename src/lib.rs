@@ -9,7 +9,7 @@
 //!   (`weight`, `max_fails`, `fail_timeout`, `max_conns`, `backup`, `down`);
 //! - selection [policies](policy) that reproduce nginx's choices: smooth weighted
 //!   round-robin, `ip_hash`, `hash ... consistent`, `least_conn`, `random two least_conn`;
-//! - a pooled keep-alive [`HttpPeer`](http_peer::HttpPeer) that sends requests to one backend
+//! - a pooled keep-alive [`HttpPeer`] that sends requests to one backend
 //!   with nginx's connect and read timeouts.
 //!
 //! The `Upstream` is `Clone + Send + Sync`, never fails (failures become `502`/`504`
@@ -97,3 +97,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The largest peer weight accepted.
 pub const MAX_WEIGHT: u32 = 65_535;
+
+/// The README's code examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

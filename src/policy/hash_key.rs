@@ -88,7 +88,9 @@ pub mod key {
         }
     }
 
-    /// nginx `$cookie_<name>`: the value of the first cookie with that name.
+    /// nginx `$cookie_<name>`: the value of the first cookie with that name, found as nginx
+    /// finds it (name compared ignoring ASCII case, spaces allowed around `=`, value up to the
+    /// next `;`, pairs separated by `;` or `,`).
     ///
     /// ```
     /// use tower_upstream::policy::{key, HashKey};
@@ -111,18 +113,29 @@ pub mod key {
 
     impl<B> HashKey<Request<B>> for Cookie {
         fn hash(&self, req: &Request<B>) -> Option<u32> {
-            let name = self.0.as_bytes();
             req.headers()
                 .get_all(COOKIE)
                 .iter()
-                .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-                .find_map(|pair| {
-                    let pair = pair.trim_ascii_start();
-                    let value = pair.strip_prefix(name)?.strip_prefix(b"=")?;
-                    Some(value.trim_ascii_end())
-                })
+                .find_map(|v| cookie_value(v.as_bytes(), self.0.as_bytes()))
                 .and_then(crc)
         }
+    }
+
+    /// nginx's `ngx_http_parse_multi_header_lines` for one `Cookie` header line.
+    fn cookie_value<'a>(mut line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+        let spaces = |s: &'a [u8]| &s[s.iter().take_while(|&&b| b == b' ').count()..];
+        while !line.is_empty() {
+            if line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name) {
+                if let Some(rest) = spaces(&line[name.len()..]).strip_prefix(b"=") {
+                    let rest = spaces(rest);
+                    let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+                    return Some(&rest[..end]);
+                }
+            }
+            let next = line.iter().position(|&b| b == b';' || b == b',')?;
+            line = spaces(&line[next + 1..]);
+        }
+        None
     }
 
     /// nginx `$arg_<name>`: the raw (not percent-decoded) value of the first query argument
@@ -197,6 +210,21 @@ pub mod key {
             assert_eq!(hash("/p?xuser=1&users=2&user=7", "user"), seven);
             assert_eq!(hash("/p?user&x=user=1", "user"), None);
             assert_eq!(hash("/p?us", "user"), None);
+        }
+
+        #[test]
+        fn cookie_parsed_like_nginx() {
+            let cases: [(&str, Option<&[u8]>); 6] = [
+                ("SID=Abc", Some(b"Abc")),
+                ("a=1, sid = x y ; b=2", Some(b"x y ")),
+                ("sidx=1; sid=2", Some(b"2")),
+                ("a=1,sid=3", Some(b"3")),
+                ("a=sid=4", None),
+                ("sid", None),
+            ];
+            for (line, want) in cases {
+                assert_eq!(cookie_value(line.as_bytes(), b"sid"), want, "{line}");
+            }
         }
 
         #[test]

@@ -78,6 +78,8 @@
 //! - Failed requests are not retried on another peer by the `Upstream` itself.
 //!
 //! [`HttpPeer`]: crate::http_peer::HttpPeer
+//! [`Peer`]: crate::Peer
+//! [`Peer::max_conns`]: crate::Peer::max_conns
 //! [`IpHash`]: crate::policy::IpHash
 //! [`IpHash::with_addr`]: crate::policy::IpHash::with_addr
 //! [`ConnectAddr`]: crate::policy::ConnectAddr
