@@ -6,13 +6,16 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{Request, Response};
+use http_body_util::Empty;
 use tokio::time::Instant;
 use tower::{service_fn, ServiceExt};
 use tower_upstream::policy::{
     key, Candidates, ConsistentHash, IpHash, IpHashKey, LeastConn, Policy, Random, RoundRobin,
 };
+use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{Peer, PeerSet, Tried, Upstream};
 
 const SIZES: [usize; 4] = [2, 16, 256, 4096];
@@ -72,15 +75,21 @@ fn oneshot(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let backend = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let backend = service_fn(|_: Request<ReplayBody<Empty<Bytes>>>| async {
+        Ok::<_, Infallible>(Response::new(()))
+    });
     let upstream = Upstream::builder()
         .peers((0..16).map(|i| Peer::new(format!("p{i}"), backend)))
         .build()
         .unwrap();
     c.bench_function("upstream/oneshot_16_peers", |b| {
         b.iter(|| {
-            rt.block_on(upstream.clone().oneshot(Request::new(())))
-                .unwrap()
+            rt.block_on(
+                upstream
+                    .clone()
+                    .oneshot(Request::new(Empty::<Bytes>::new())),
+            )
+            .unwrap()
         })
     });
 }

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetRequestHeaderLayer;
 use tower_upstream::policy::{BuildIndex, IpHash, LeastConn, Policy, Random, RoundRobin};
+use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{HttpClient, HttpPeer, Peer, Upstream};
 
 const USAGE: &str = "usage: gateway [--listen ADDR] [--peer HOST:PORT[=WEIGHT]]... \
@@ -101,7 +102,7 @@ async fn demo_backend(name: &'static str) -> std::io::Result<SocketAddr> {
 
 async fn run<P>(
     args: &Args,
-    peers: Vec<Peer<HttpPeer<Incoming>>>,
+    peers: Vec<Peer<HttpPeer<ReplayBody<Incoming>>>>,
     policy: P,
 ) -> Result<(), Box<dyn std::error::Error>>
 where

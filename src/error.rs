@@ -30,6 +30,12 @@ pub enum ConfigError {
         /// The repeated name.
         peer: String,
     },
+    /// A word of a `proxy_next_upstream` line that is not a condition.
+    #[error("invalid proxy_next_upstream value `{value}`")]
+    InvalidNextUpstream {
+        /// The word.
+        value: String,
+    },
     /// A status code that is not a server error was given for synthesized failures.
     #[error("status {status} is not a 5xx status")]
     NotServerError {
@@ -38,29 +44,32 @@ pub enum ConfigError {
     },
 }
 
+/// The error and its sources, looking inside `io::Error`s too (their `source()` skips the
+/// error they wrap).
+pub(crate) fn chain<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |&e: &&'a (dyn StdError + 'static)| {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        match inner {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        }
+    })
+}
+
 /// Whether `err` or any error in its source chain is a timeout (nginx's `timeout` class).
 pub(crate) fn is_timeout(err: &(dyn StdError + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
-            return true;
-        }
-        if let Some(e) = e.downcast_ref::<crate::http_peer::Error>() {
-            return e.is_timeout();
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-            // An io::Error's `source()` skips the error it wraps; look at that one too.
-            if let Some(inner) = io.get_ref() {
-                cur = Some(inner);
-                continue;
-            }
-        }
-        cur = e.source();
-    }
-    false
+    chain(err).any(|e| {
+        e.is::<tower::timeout::error::Elapsed>()
+            || e.is::<tokio::time::error::Elapsed>()
+            || e.downcast_ref::<crate::http_peer::Error>()
+                .is_some_and(crate::http_peer::Error::is_timeout)
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
 }
 
 #[cfg(test)]

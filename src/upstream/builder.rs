@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-use super::{Shared, Tier, Upstream};
+use super::{NextUpstream, Shared, Tier, Upstream};
 use crate::policy::{BuildIndex, RoundRobin};
 use crate::{ConfigError, Peer, PeerSet, MAX_WEIGHT};
 
@@ -14,6 +14,7 @@ pub struct Builder<S, P = RoundRobin> {
     peers: Vec<Peer<S>>,
     policy: P,
     unavailable: StatusCode,
+    next: NextUpstream,
 }
 
 impl<S> Default for Builder<S> {
@@ -23,6 +24,7 @@ impl<S> Default for Builder<S> {
             peers: Vec::new(),
             policy: RoundRobin,
             unavailable: StatusCode::BAD_GATEWAY,
+            next: NextUpstream::default(),
         }
     }
 }
@@ -67,7 +69,15 @@ impl<S, P> Builder<S, P> {
             peers: self.peers,
             policy,
             unavailable: self.unavailable,
+            next: self.next,
         }
+    }
+
+    /// When a failed request moves on to the next peer (nginx `proxy_next_upstream`);
+    /// nginx's default `error timeout` unless set.
+    pub fn next_upstream(mut self, next: NextUpstream) -> Self {
+        self.next = next;
+        self
     }
 
     /// The status of the response made when no peer can be chosen: `502 Bad Gateway` by
@@ -123,6 +133,7 @@ impl<S, P> Builder<S, P> {
                 backup,
                 unavailable: self.unavailable,
             }),
+            next: std::sync::Arc::new(self.next),
         })
     }
 }
@@ -149,6 +160,7 @@ impl<S, P: std::fmt::Debug> std::fmt::Debug for Builder<S, P> {
             .field("peers", &self.peers)
             .field("policy", &self.policy)
             .field("unavailable", &self.unavailable)
+            .field("next_upstream", &self.next)
             .finish()
     }
 }

@@ -1,66 +1,74 @@
 //! Response future of [`Upstream`](crate::Upstream).
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::{header, HeaderValue, Response, StatusCode};
+use http::request::Parts;
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
+use tower::util::Oneshot;
+use tower::{Service, ServiceExt};
 
-use super::SelectedPeer;
+use super::classify::{classify, is_non_idempotent};
+use super::replay::{Buffering, Replay, ReplayBody};
+use super::{Condition, SelectedPeer, Selection, Upstream};
 use crate::body::{Active, ResponseBody};
-use crate::error::is_timeout;
+use crate::policy::Policy;
 use crate::BoxError;
 
 pin_project! {
-    /// Response future of [`Upstream`](crate::Upstream).
-    pub struct ResponseFuture<F> {
+    /// Response future of [`Upstream`](crate::Upstream): reads a small request body, then
+    /// sends the request to one peer after another until one answers or nginx's
+    /// `proxy_next_upstream` rules say to stop.
+    pub struct ResponseFuture<S, P, B>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+        P: Policy<Request<B>>,
+    {
         #[pin]
-        kind: Kind<F>,
+        state: State<Oneshot<S, Request<ReplayBody<B>>>>,
+        ctx: Ctx<S, P, B>,
     }
 }
 
 pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Called {
-            #[pin]
-            future: F,
-            attempt: Option<Attempt>,
-        },
-        Unavailable {
-            status: StatusCode,
-        },
+    #[project = StateProj]
+    enum State<F> {
+        Buffering,
+        Calling { #[pin] future: F },
+        Done,
     }
+}
+
+struct Ctx<S, P, B>
+where
+    P: Policy<Request<B>>,
+{
+    upstream: Upstream<S, P>,
+    parts: Parts,
+    buffering: Option<Buffering<B>>,
+    replay: Option<Replay<B>>,
+    selection: Selection<P::Key>,
+    attempts: u32,
+    max_attempts: Option<u32>,
+    started: Instant,
+    current: Option<Attempt>,
 }
 
 /// The peer a request was sent to, and its in-flight count.
-pub(crate) struct Attempt {
-    pub(crate) active: Active,
-    pub(crate) selected: SelectedPeer,
-}
-
-impl<F> ResponseFuture<F> {
-    pub(crate) fn called(future: F, attempt: Attempt) -> Self {
-        Self {
-            kind: Kind::Called {
-                future,
-                attempt: Some(attempt),
-            },
-        }
-    }
-
-    pub(crate) fn unavailable(status: StatusCode) -> Self {
-        Self {
-            kind: Kind::Unavailable { status },
-        }
-    }
+struct Attempt {
+    active: Active,
+    selected: SelectedPeer,
 }
 
 /// The response the upstream makes itself for `status` (nginx's plain error page).
 pub(crate) fn synthetic<B>(status: StatusCode) -> Response<ResponseBody<B>> {
     let text = match status {
+        StatusCode::BAD_REQUEST => "400 Bad Request\n",
         StatusCode::BAD_GATEWAY => "502 Bad Gateway\n",
         StatusCode::SERVICE_UNAVAILABLE => "503 Service Unavailable\n",
         StatusCode::GATEWAY_TIMEOUT => "504 Gateway Timeout\n",
@@ -75,54 +83,217 @@ pub(crate) fn synthetic<B>(status: StatusCode) -> Response<ResponseBody<B>> {
     res
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<S, P, B> ResponseFuture<S, P, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
-    E: Into<BoxError>,
+    S: Service<Request<ReplayBody<B>>>,
+    P: Policy<Request<B>>,
+    B: http_body::Body + Unpin,
+    B::Error: Into<BoxError>,
 {
-    type Output = Result<Response<ResponseBody<B>>, std::convert::Infallible>;
+    pub(crate) fn new(upstream: Upstream<S, P>, req: Request<B>) -> Self {
+        let key = upstream.shared.policy.key(&req);
+        let (parts, body) = req.into_parts();
+        let limit = upstream.next.body_buffer();
+        upstream.next.deposit();
+        Self {
+            state: State::Buffering,
+            ctx: Ctx {
+                parts,
+                buffering: Some(Buffering::new(body, limit)),
+                replay: None,
+                selection: Selection::new(key),
+                attempts: 0,
+                max_attempts: None,
+                started: Instant::now(),
+                current: None,
+                upstream,
+            },
+        }
+    }
+}
+
+impl<S, P, B> Ctx<S, P, B>
+where
+    S: Service<Request<ReplayBody<B>>> + Clone,
+    P: Policy<Request<B>>,
+    B: http_body::Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Picks the next peer and sends it the request, or `None` when no peer is left.
+    fn start(&mut self) -> Option<Oneshot<S, Request<ReplayBody<B>>>> {
+        let now = Instant::now();
+        let shared = &*self.upstream.shared;
+        let (tier, index) = shared.select(&mut self.selection, now)?;
+        let active = Active::acquire(Arc::clone(&tier.peers), index, now);
+        let selected = SelectedPeer {
+            peers: Arc::clone(&tier.peers),
+            index,
+            backup: self.selection.in_backup,
+        };
+        self.attempts += 1;
+        let body = self
+            .replay
+            .as_ref()
+            .expect("body read before the first attempt")
+            .body();
+        let req = Request::from_parts(self.parts.clone(), body);
+        let future = tier.services[index].clone().oneshot(req);
+        self.current = Some(Attempt { active, selected });
+        Some(future)
+    }
+
+    /// Whether nginx would send this request to another peer after `condition`.
+    fn may_retry(&mut self, condition: Condition, sent: bool) -> bool {
+        let next = &*self.upstream.next;
+        if !next.contains(condition) {
+            return false;
+        }
+        if sent && is_non_idempotent(&self.parts.method) && !next.contains(Condition::NonIdempotent)
+        {
+            return false;
+        }
+        if !self.replay.as_ref().is_some_and(Replay::can_replay) {
+            return false;
+        }
+        // nginx's `peer.tries`: every peer that is not down, capped by
+        // `proxy_next_upstream_tries`. Counted only once a retry is considered.
+        let max = *self
+            .max_attempts
+            .get_or_insert_with(|| self.upstream.shared.tries().min(next.max_tries()));
+        if self.attempts >= max {
+            return false;
+        }
+        if next
+            .timeout_value()
+            .is_some_and(|t| self.started.elapsed() >= t)
+        {
+            return false;
+        }
+        next.withdraw()
+    }
+}
+
+impl<S, P, B, ResBody> Future for ResponseFuture<S, P, B>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    P: Policy<Request<B>>,
+    B: http_body::Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Unavailable { status } => Poll::Ready(Ok(synthetic(*status))),
-            KindProj::Called { future, attempt } => {
-                let result = ready!(future.poll(cx));
-                let Attempt { active, selected } = attempt
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                let now = Instant::now();
-                let res = match result {
-                    Ok(res) => {
-                        active.peers().record(active.index(), false, now);
-                        res.map(|body| ResponseBody::upstream(body, active))
+        let mut this = self.project();
+        let ctx = this.ctx;
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Buffering => {
+                    let buffering = ctx.buffering.as_mut().expect("buffering state");
+                    match ready!(buffering.poll(cx)) {
+                        Ok(replay) => ctx.replay = Some(replay),
+                        Err(err) => {
+                            // The client's body failed (it went away, or sent a bad chunk).
+                            tracing::debug!(error = %err, "request body error");
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(synthetic(StatusCode::BAD_REQUEST)));
+                        }
                     }
-                    Err(err) => {
-                        let err: BoxError = err.into();
-                        active.peers().record(active.index(), true, now);
-                        let timeout = is_timeout(&*err);
-                        tracing::warn!(
-                            peer = %selected.name(),
-                            error = %err,
-                            timeout,
-                            "upstream request failed"
-                        );
-                        synthetic(if timeout {
-                            StatusCode::GATEWAY_TIMEOUT
-                        } else {
-                            StatusCode::BAD_GATEWAY
-                        })
+                    ctx.buffering = None;
+                    match ctx.start() {
+                        Some(future) => this.state.set(State::Calling { future }),
+                        None => {
+                            let shared = &ctx.upstream.shared;
+                            tracing::error!(upstream = %shared.name, "no live upstreams");
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(synthetic(shared.unavailable)));
+                        }
                     }
-                };
-                let mut res = res;
-                res.extensions_mut().insert(selected);
-                Poll::Ready(Ok(res))
+                }
+                StateProj::Calling { future } => {
+                    let result = ready!(future.poll(cx));
+                    let Attempt { active, selected } =
+                        ctx.current.take().expect("an attempt is under way");
+                    let now = Instant::now();
+                    let peers = active.peers();
+                    match result {
+                        Ok(res) => {
+                            let status = res.status().as_u16();
+                            let listed = Condition::for_status(status)
+                                .filter(|&c| ctx.upstream.next.contains(c));
+                            let Some(condition) = listed else {
+                                peers.record(active.index(), false, now);
+                                this.state.set(State::Done);
+                                return Poll::Ready(Ok(finish(res, active, selected)));
+                            };
+                            // Listed statuses count as failures, except 403 and 404 (nginx).
+                            let counts = !matches!(status, 403 | 404);
+                            peers.record(active.index(), counts, now);
+                            if ctx.may_retry(condition, true) {
+                                if let Some(future) = ctx.start() {
+                                    tracing::debug!(peer = %selected.name(), status, "next upstream");
+                                    drop((res, active));
+                                    this.state.set(State::Calling { future });
+                                    continue;
+                                }
+                            }
+                            // No retry, or no peer left: the peer's own answer is the best.
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(finish(res, active, selected)));
+                        }
+                        Err(err) => {
+                            let err: BoxError = err.into();
+                            let failed = classify(&*err);
+                            peers.record(active.index(), true, now);
+                            drop(active);
+                            tracing::warn!(
+                                peer = %selected.name(),
+                                error = %err,
+                                condition = failed.condition.as_str(),
+                                "upstream attempt failed"
+                            );
+                            if ctx.may_retry(failed.condition, failed.sent) {
+                                if let Some(future) = ctx.start() {
+                                    this.state.set(State::Calling { future });
+                                    continue;
+                                }
+                            }
+                            let status = if failed.condition == Condition::Timeout {
+                                StatusCode::GATEWAY_TIMEOUT
+                            } else {
+                                StatusCode::BAD_GATEWAY
+                            };
+                            let mut res = synthetic(status);
+                            res.extensions_mut().insert(selected);
+                            this.state.set(State::Done);
+                            return Poll::Ready(Ok(res));
+                        }
+                    }
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+fn finish<B>(
+    res: Response<B>,
+    active: Active,
+    selected: SelectedPeer,
+) -> Response<ResponseBody<B>> {
+    let mut res = res.map(|body| ResponseBody::upstream(body, active));
+    res.extensions_mut().insert(selected);
+    res
+}
+
+impl<S, P, B> fmt::Debug for ResponseFuture<S, P, B>
+where
+    S: Service<Request<ReplayBody<B>>>,
+    P: Policy<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("attempts", &self.ctx.attempts)
+            .finish_non_exhaustive()
     }
 }

@@ -12,12 +12,12 @@
 //! use std::convert::Infallible;
 //! use http::{Request, Response};
 //! use tower::{service_fn, ServiceExt};
-//! use tower_upstream::{Peer, SelectedPeer, Upstream};
+//! use tower_upstream::{upstream::ReplayBody, Peer, SelectedPeer, Upstream};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let backend = |name: &'static str| {
-//!     service_fn(move |_: Request<String>| async move {
+//!     service_fn(move |_: Request<ReplayBody<String>>| async move {
 //!         Ok::<_, Infallible>(Response::new(name.to_owned()))
 //!     })
 //! };
@@ -36,9 +36,57 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Peers receive the request with its body wrapped in a [`ReplayBody`], which is what lets
+//! a failed request be sent again.
+//!
+//! # Passive failover
+//!
+//! Failures are seen on real traffic; nothing probes the peers. A failed attempt counts
+//! against its peer: `max_fails` failures within `fail_timeout` make the peer unavailable
+//! for `fail_timeout`; after that one request is let through, and its success resets the
+//! count (`max_fails = 0` turns the accounting off). Each failure also lowers the peer's
+//! round-robin `effective_weight` by `weight / max_fails`; it climbs back by one per pick.
+//!
+//! The request itself moves on to another peer as nginx's `proxy_next_upstream` says
+//! ([`NextUpstream`], default `error timeout`): never to a peer it already tried, at most
+//! `tries` peers (default: all that are not `down`), not after `timeout`. A request that may
+//! have reached a peer is sent again only if it is idempotent (POST, LOCK and PATCH need
+//! [`Condition::NonIdempotent`]) and its body was kept whole (up to
+//! [`NextUpstream::body_buffer_size`], 64 KiB by default); a connection that failed before
+//! anything was sent can always move on. Errors and timeouts always count as failures,
+//! listed statuses (`http_502`, ...) count only when listed, and `http_403`/`http_404`
+//! never count.
+//!
+//! ```
+//! use http::{Request, Response, StatusCode};
+//! use tower::{service_fn, BoxError, ServiceExt};
+//! use tower_upstream::upstream::{NextUpstream, ReplayBody};
+//! use tower_upstream::{Peer, SelectedPeer, Upstream};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let down = service_fn(|_: Request<ReplayBody<String>>| async {
+//!     Err::<Response<String>, BoxError>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into())
+//! });
+//! let up = service_fn(|_: Request<ReplayBody<String>>| async {
+//!     Ok::<_, BoxError>(Response::new("hello".to_owned()))
+//! });
+//! let upstream = Upstream::builder()
+//!     .peer(Peer::new("tomcat1", tower::util::BoxCloneSyncService::new(down)))
+//!     .peer(Peer::new("tomcat2", tower::util::BoxCloneSyncService::new(up)))
+//!     .next_upstream(NextUpstream::parse("error timeout http_502")?)
+//!     .build()?;
+//!
+//! let res = upstream.clone().oneshot(Request::new(String::new())).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.extensions().get::<SelectedPeer>().unwrap().name(), "tomcat2");
+//! assert_eq!(upstream.peer("tomcat1").unwrap().fails(), 1); // out for fail_timeout
+//! # Ok(()) }
+//! ```
+//!
 //! # Sharing
 //!
-//! Cloning an `Upstream` is cheap (one `Arc`), and every clone shares the policy's state,
+//! Cloning an `Upstream` is cheap (two `Arc`s), and every clone shares the policy's state,
 //! the failure counters and the active-request counts. This matters: hyper-util's
 //! `TowerToHyperService` and axum clone the service for every request, so state kept by value
 //! would start afresh each time and every request would go to the first peer.
@@ -56,10 +104,10 @@
 //! The `Upstream`'s error type is [`Infallible`]: it mounts under axum's
 //! `Router::fallback_service` or `nest_service` without `HandleErrorLayer`. When no peer can
 //! be chosen it answers `502 Bad Gateway` (configurable with
-//! [`Builder::unavailable_status`]), as nginx answers "no live upstreams". When the chosen
-//! peer fails, the failure is counted against it (`max_fails`/`fail_timeout`) and the client
-//! gets `504 Gateway Timeout` for a timeout or `502 Bad Gateway` for any other error. Every
-//! response carries a [`SelectedPeer`] extension naming the peer that served (or failed) it.
+//! [`Builder::unavailable_status`]), as nginx answers "no live upstreams". When the last
+//! attempt failed the client gets `504 Gateway Timeout` for a timeout or `502 Bad Gateway`
+//! for any other error; a client whose request body breaks off gets `400 Bad Request`. Every
+//! response from a peer, or about a failed one, carries a [`SelectedPeer`] extension.
 //!
 //! # The client address
 //!
@@ -75,9 +123,19 @@
 //!   only with round-robin and `least_conn`).
 //! - Times are kept in milliseconds, not whole seconds.
 //! - A request counts as active on its peer until its response body is finished or dropped.
-//! - Failed requests are not retried on another peer by the `Upstream` itself.
+//! - When a retry finds no peer left, nginx answers `502` ("no live upstreams"); here the
+//!   client gets the last peer's own response (for a listed status) or the status of the
+//!   last failure (`504` after a timeout).
+//! - A listed status (`http_500`, ...) counts as a failure even on the last try; nginx
+//!   counts it only when it moves on.
+//! - A request body larger than the buffer is streamed instead of written to a temporary
+//!   file, so it is not retried once a peer started reading it (nginx's behaviour with
+//!   `proxy_request_buffering off`).
+//! - nginx's old "quick recovery" (resetting every peer's failures when all have failed) was
+//!   removed in nginx 1.11.5; like nginx 1.22 the upstream then answers `502`.
 //!
 //! [`HttpPeer`]: crate::http_peer::HttpPeer
+//! [`NextUpstream::body_buffer_size`]: NextUpstream::body_buffer_size
 //! [`Peer`]: crate::Peer
 //! [`Peer::max_conns`]: crate::Peer::max_conns
 //! [`IpHash`]: crate::policy::IpHash
@@ -92,20 +150,22 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use tokio::time::Instant;
-use tower::util::Oneshot;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
-use crate::body::{Active, ResponseBody};
+use crate::body::ResponseBody;
 use crate::policy::{BuildIndex, Candidates, Policy, RoundRobin};
 use crate::{BoxError, PeerSet, PeerState, Tried};
 
 mod builder;
+mod classify;
 pub mod future;
+mod next;
+mod replay;
 
 pub use builder::Builder;
 pub use future::ResponseFuture;
-
-use future::Attempt;
+pub use next::{Condition, NextUpstream, NextUpstreamLayer};
+pub use replay::ReplayBody;
 
 /// A load-balanced set of peers; see the [module docs](self).
 pub struct Upstream<S, P = RoundRobin>
@@ -113,6 +173,7 @@ where
     P: BuildIndex,
 {
     shared: Arc<Shared<S, P>>,
+    next: Arc<NextUpstream>,
 }
 
 struct Shared<S, P>
@@ -219,27 +280,75 @@ where
     pub fn policy(&self) -> &P {
         &self.shared.policy
     }
+
+    /// The retry rules (nginx `proxy_next_upstream`).
+    pub fn next_upstream(&self) -> &NextUpstream {
+        &self.next
+    }
+
+    /// This upstream with other retry rules; it shares the peers and all their state with
+    /// `self`. [`NextUpstreamLayer`] does the same as a layer.
+    pub fn with_next_upstream(&self, next: NextUpstream) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            next: Arc::new(next),
+        }
+    }
+}
+
+/// Where one request stands in its choice of peers: the policy's per-request key, the peers
+/// it tried, and whether it has moved on to the backup peers (nginx's per-request peer data).
+pub(crate) struct Selection<K> {
+    key: K,
+    initial: K,
+    tried: Tried,
+    in_backup: bool,
+}
+
+impl<K: Clone> Selection<K> {
+    fn new(key: K) -> Self {
+        Self {
+            initial: key.clone(),
+            key,
+            tried: Tried::new(),
+            in_backup: false,
+        }
+    }
 }
 
 impl<S, P> Shared<S, P>
 where
     P: BuildIndex,
 {
-    /// Picks a peer for a request: a primary if any is available, else a backup.
-    fn select<Req>(&self, key: &P::Key, now: Instant) -> Option<(&Tier<S, P>, usize, bool)>
+    /// Picks the next peer for a request: a primary if any is available, else a backup
+    /// (and backups from then on, as nginx does). Marks the peer tried.
+    fn select<Req>(&self, sel: &mut Selection<P::Key>, now: Instant) -> Option<(&Tier<S, P>, usize)>
     where
         P: Policy<Req>,
     {
-        let mut tried = Tried::new();
-        let mut work = key.clone();
-        if let Some(i) = self.pick_in(&self.primary, &mut work, &tried, now) {
-            return Some((&self.primary, i, false));
+        if !sel.in_backup {
+            if let Some(i) = self.pick_in(&self.primary, &mut sel.key, &sel.tried, now) {
+                sel.tried.insert(i);
+                return Some((&self.primary, i));
+            }
+            self.backup.as_ref()?;
+            sel.in_backup = true;
+            sel.tried.clear();
+            sel.key = sel.initial.clone();
         }
         let backup = self.backup.as_ref()?;
-        tried.clear();
-        let mut work = key.clone();
-        self.pick_in(backup, &mut work, &tried, now)
-            .map(|i| (backup, i, true))
+        let i = self.pick_in(backup, &mut sel.key, &sel.tried, now)?;
+        sel.tried.insert(i);
+        Some((backup, i))
+    }
+
+    /// nginx's `peer.tries`: the peers that are not down, primaries and backups.
+    fn tries(&self) -> u32 {
+        std::iter::once(&self.primary)
+            .chain(&self.backup)
+            .flat_map(|t| t.peers.iter())
+            .filter(|p| !p.is_down())
+            .count() as u32
     }
 
     fn pick_in<Req>(
@@ -267,6 +376,7 @@ where
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            next: Arc::clone(&self.next),
         }
     }
 }
@@ -281,19 +391,22 @@ where
             .field("policy", &self.shared.policy)
             .field("primary", &self.shared.primary.peers)
             .field("backup", &self.shared.backup.as_ref().map(|t| &t.peers))
+            .field("next_upstream", &self.next)
             .finish()
     }
 }
 
 impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for Upstream<S, P>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReplayBody<ReqBody>>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     P: Policy<Request<ReqBody>>,
+    ReqBody: http_body::Body + Unpin,
+    ReqBody::Error: Into<BoxError>,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = Infallible;
-    type Future = ResponseFuture<Oneshot<S, Request<ReqBody>>>;
+    type Future = ResponseFuture<S, P, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -301,23 +414,11 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let shared = &*self.shared;
-        let key = shared.policy.key(&req);
-        let now = Instant::now();
-        let Some((tier, index, backup)) = shared.select(&key, now) else {
-            tracing::error!(upstream = %shared.name, "no live upstreams");
-            return ResponseFuture::unavailable(shared.unavailable);
-        };
-        let active = Active::acquire(Arc::clone(&tier.peers), index, now);
-        let selected = SelectedPeer {
-            peers: Arc::clone(&tier.peers),
-            index,
-            backup,
-        };
-        let future = tier.services[index].clone().oneshot(req);
-        ResponseFuture::called(future, Attempt { active, selected })
+        ResponseFuture::new(self.clone(), req)
     }
 }
 
+#[cfg(test)]
+mod next_tests;
 #[cfg(test)]
 mod tests;
