@@ -73,7 +73,7 @@ mod tests {
             }
         );
         let reset = std::io::Error::from(ErrorKind::ConnectionReset);
-        assert_eq!(classify(&reset).sent, true);
+        assert!(classify(&reset).sent);
         let wrapped = std::io::Error::other(std::io::Error::from(ErrorKind::TimedOut));
         assert_eq!(classify(&wrapped).condition, Condition::Timeout);
     }

@@ -245,7 +245,7 @@ async fn large_body_is_streamed_and_not_replayed_once_read() {
     let body = "y".repeat(4096);
     assert_eq!(call(&u, Method::PUT, &body).await.0, 502);
     assert_eq!(log.peers(), ["a"]);
-    assert_eq!(log.bodies(), [body.clone()]);
+    assert_eq!(log.bodies(), std::slice::from_ref(&body));
     // Refused: the body was never read, so it can still go to the next peer.
     let log = Log::default();
     let u = Upstream::builder()
