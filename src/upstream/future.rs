@@ -1,4 +1,4 @@
-//! Response future of [`Upstream`](crate::Upstream).
+//! Response future of [`Upstream`].
 
 use std::fmt;
 use std::future::Future;

@@ -17,7 +17,7 @@ use crate::BoxError;
 /// first attempt and is sent, byte for byte, to every peer the request tries. A larger one
 /// is streamed: its first bytes, then the rest as the client sends it. A streamed body can be
 /// handed to another peer only if the first peer never started reading it (the connection
-/// failed), which [`Replay::can_replay`] tells.
+/// failed).
 ///
 /// [`NextUpstream::body_buffer_size`]: super::NextUpstream::body_buffer_size
 pub struct ReplayBody<B> {
