@@ -79,7 +79,7 @@ impl Killable {
         tasks.lock().unwrap().spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let f = f.clone();
-                let svc = hyper::service::service_fn(move |req| f(req));
+                let svc = hyper::service::service_fn(f);
                 conns.lock().unwrap().spawn(async move {
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
