@@ -80,6 +80,7 @@
 mod body;
 mod error;
 pub mod http_peer;
+mod outlier;
 mod peer;
 mod peer_set;
 pub mod policy;
@@ -88,6 +89,7 @@ pub mod upstream;
 pub use body::ResponseBody;
 pub use error::ConfigError;
 pub use http_peer::{HttpClient, HttpClientBuilder, HttpPeer};
+pub use outlier::OutlierDetection;
 pub use peer::Peer;
 pub use peer_set::{PeerSet, PeerState, Tried, Weights};
 pub use upstream::{SelectedPeer, Upstream};

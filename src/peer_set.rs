@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::Peer;
+use crate::{OutlierDetection, Peer};
 
 /// The run-time state of one peer, shared by every clone of the upstream.
 pub struct PeerState {
@@ -30,6 +30,10 @@ pub struct PeerState {
     checked: AtomicU64,
     /// Milliseconds since the set's epoch; nginx's `peer->accessed` (last failure).
     accessed: AtomicU64,
+    /// Outlier detection: server errors in a row, times ejected, ejected until (ms).
+    consecutive_5xx: AtomicU32,
+    ejections: AtomicU32,
+    ejected_until: AtomicU64,
 }
 
 impl PeerState {
@@ -121,6 +125,7 @@ pub struct PeerSet {
     total_weight: u64,
     single: bool,
     epoch: Instant,
+    outlier: Option<OutlierDetection>,
 }
 
 impl PeerSet {
@@ -146,6 +151,9 @@ impl PeerSet {
                 conns: AtomicU32::new(0),
                 checked: AtomicU64::new(0),
                 accessed: AtomicU64::new(0),
+                consecutive_5xx: AtomicU32::new(0),
+                ejections: AtomicU32::new(0),
+                ejected_until: AtomicU64::new(0),
             })
             .collect();
         let weights = peers
@@ -161,6 +169,7 @@ impl PeerSet {
             weights: Mutex::new(weights),
             single,
             epoch: Instant::now(),
+            outlier: None,
         }
     }
 
@@ -229,6 +238,9 @@ impl PeerSet {
         {
             return false;
         }
+        if p.ejected_until.load(Relaxed) > now_ms {
+            return false;
+        }
         p.max_conns == 0 || p.conns.load(Relaxed) < p.max_conns
     }
 
@@ -280,6 +292,62 @@ impl PeerSet {
         } else if p.accessed.load(Relaxed) < p.checked.load(Relaxed) {
             p.fails.store(0, Relaxed);
         }
+    }
+}
+
+impl PeerSet {
+    /// Turns on outlier detection for this set.
+    pub fn with_outlier_detection(mut self, outlier: OutlierDetection) -> Self {
+        self.outlier = Some(outlier);
+        self
+    }
+
+    /// Whether peer `index` is ejected by outlier detection at `now`.
+    pub fn is_ejected(&self, index: usize, now: Instant) -> bool {
+        let now = self.millis(now);
+        self.peers
+            .get(index)
+            .is_some_and(|p| p.ejected_until.load(Relaxed) > now)
+    }
+
+    /// Feeds outlier detection with the outcome of a request to peer `index`:
+    /// `server_error` for a 5xx response, a failed connection or a timeout.
+    pub fn observe(&self, index: usize, server_error: bool, now: Instant) {
+        let Some(od) = self.outlier else { return };
+        let p = &self.peers[index];
+        let now_ms = self.millis(now);
+        if !server_error {
+            p.consecutive_5xx.store(0, Relaxed);
+            // Behaved for one base ejection time since coming back: one ejection off.
+            let back = p.ejected_until.load(Relaxed);
+            let base = od.base_ejection_time.as_millis() as u64;
+            if back != 0 && now_ms > back.saturating_add(base) {
+                let _ = p
+                    .ejections
+                    .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+                let _ = p
+                    .ejected_until
+                    .compare_exchange(back, now_ms, Relaxed, Relaxed);
+            }
+            return;
+        }
+        if p.consecutive_5xx.fetch_add(1, Relaxed) + 1 < od.consecutive_5xx {
+            return;
+        }
+        let ejected = self
+            .peers
+            .iter()
+            .filter(|q| q.ejected_until.load(Relaxed) > now_ms)
+            .count();
+        if ejected >= od.max_ejected(self.peers.len()) {
+            return;
+        }
+        p.consecutive_5xx.store(0, Relaxed);
+        let n = p.ejections.fetch_add(1, Relaxed) + 1;
+        let time = od.ejection_time(n);
+        p.ejected_until
+            .store(now_ms.saturating_add(time.as_millis() as u64), Relaxed);
+        tracing::warn!(peer = %p.name, ejections = n, ?time, "upstream peer ejected as an outlier");
     }
 }
 

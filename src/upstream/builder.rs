@@ -5,7 +5,7 @@ use http::StatusCode;
 
 use super::{NextUpstream, Shared, Tier, Upstream};
 use crate::policy::{BuildIndex, RoundRobin};
-use crate::{ConfigError, Peer, PeerSet, MAX_WEIGHT};
+use crate::{ConfigError, OutlierDetection, Peer, PeerSet, MAX_WEIGHT};
 
 /// Builds an [`Upstream`]; see [`Upstream::builder`].
 #[must_use]
@@ -15,6 +15,7 @@ pub struct Builder<S, P = RoundRobin> {
     policy: P,
     unavailable: StatusCode,
     next: NextUpstream,
+    outlier: Option<OutlierDetection>,
 }
 
 impl<S> Default for Builder<S> {
@@ -25,6 +26,7 @@ impl<S> Default for Builder<S> {
             policy: RoundRobin,
             unavailable: StatusCode::BAD_GATEWAY,
             next: NextUpstream::default(),
+            outlier: None,
         }
     }
 }
@@ -70,7 +72,15 @@ impl<S, P> Builder<S, P> {
             policy,
             unavailable: self.unavailable,
             next: self.next,
+            outlier: self.outlier,
         }
+    }
+
+    /// Turns on Envoy-style outlier detection (beyond nginx): peers that return server
+    /// errors in a row are ejected for a growing time. See [`OutlierDetection`].
+    pub fn outlier_detection(mut self, outlier: OutlierDetection) -> Self {
+        self.outlier = Some(outlier);
+        self
     }
 
     /// When a failed request moves on to the next peer (nginx `proxy_next_upstream`);
@@ -123,8 +133,9 @@ impl<S, P> Builder<S, P> {
         }
         // nginx's "single" case: one primary and no backup peer.
         let single = primary.len() == 1 && backup.is_empty();
-        let primary = Tier::new(&self.policy, primary, single);
-        let backup = (!backup.is_empty()).then(|| Tier::new(&self.policy, backup, false));
+        let outlier = self.outlier;
+        let primary = Tier::new(&self.policy, primary, single, outlier);
+        let backup = (!backup.is_empty()).then(|| Tier::new(&self.policy, backup, false, outlier));
         Ok(Upstream {
             shared: Arc::new(Shared {
                 name: self.name,
@@ -142,8 +153,16 @@ impl<S, P> Tier<S, P>
 where
     P: BuildIndex,
 {
-    fn new(policy: &P, peers: Vec<Peer<S>>, single: bool) -> Self {
-        let set = PeerSet::build(&peers, single);
+    fn new(
+        policy: &P,
+        peers: Vec<Peer<S>>,
+        single: bool,
+        outlier: Option<OutlierDetection>,
+    ) -> Self {
+        let mut set = PeerSet::build(&peers, single);
+        if let Some(od) = outlier {
+            set = set.with_outlier_detection(od);
+        }
         let index = policy.build_index(&set);
         Tier {
             peers: Arc::new(set),
@@ -161,6 +180,7 @@ impl<S, P: std::fmt::Debug> std::fmt::Debug for Builder<S, P> {
             .field("policy", &self.policy)
             .field("unavailable", &self.unavailable)
             .field("next_upstream", &self.next)
+            .field("outlier_detection", &self.outlier)
             .finish()
     }
 }

@@ -219,6 +219,7 @@ where
                     match result {
                         Ok(res) => {
                             let status = res.status().as_u16();
+                            peers.observe(active.index(), status >= 500, now);
                             let listed = Condition::for_status(status)
                                 .filter(|&c| ctx.upstream.next.contains(c));
                             let Some(condition) = listed else {
@@ -245,6 +246,7 @@ where
                             let err: BoxError = err.into();
                             let failed = classify(&*err);
                             peers.record(active.index(), true, now);
+                            peers.observe(active.index(), true, now);
                             drop(active);
                             tracing::warn!(
                                 peer = %selected.name(),

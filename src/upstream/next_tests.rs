@@ -348,3 +348,34 @@ fn next_upstream_parse_errors() {
         "invalid proxy_next_upstream value `http_418`"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn outlier_detection_ejects_a_peer_returning_500s() {
+    let log = Log::default();
+    let u = Upstream::builder()
+        .peer(peer("sick", Does::Status(500), &log))
+        .peer(peer("fine", Does::Answer, &log))
+        .outlier_detection(
+            crate::OutlierDetection::new()
+                .consecutive_5xx(3)
+                .base_ejection_time(Duration::from_secs(30))
+                .max_ejection_percent(50),
+        )
+        .build()
+        .unwrap();
+    // Round-robin alternates; the sick peer's third 500 ejects it.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(get(&u).await.0);
+    }
+    assert_eq!(statuses, [500, 200, 500, 200, 500, 200, 200, 200, 200, 200]);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(log.peers().iter().filter(|p| *p == "sick").count(), 3);
+    let mut sick = 0;
+    for _ in 0..4 {
+        if get(&u).await.0 == 500 {
+            sick += 1;
+        }
+    }
+    assert_eq!(sick, 2, "back in rotation after the ejection");
+}
