@@ -41,10 +41,10 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn synthetic(text: &'static str) -> Self {
+    pub(crate) fn synthetic(body: Bytes) -> Self {
         Self {
             inner: Inner::Synthetic {
-                body: Full::new(Bytes::from_static(text.as_bytes())),
+                body: Full::new(body),
             },
         }
     }

@@ -257,6 +257,11 @@ impl PeerSet {
         }
     }
 
+    /// Forgets peer `index`'s failures, as if it had just succeeded after a check.
+    pub fn reset_fails(&self, index: usize) {
+        self.peers[index].fails.store(0, Relaxed);
+    }
+
     /// Counts a request to peer `index` as finished (`conns -= 1`).
     pub fn release(&self, index: usize) {
         let p = &self.peers[index];

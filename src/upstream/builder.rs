@@ -1,9 +1,12 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use http::HeaderValue;
 use std::sync::Arc;
 
 use http::StatusCode;
 
-use super::{NextUpstream, Shared, Tier, Upstream};
+use super::{ErrorPage, NextUpstream, Shared, Tier, Upstream};
 use crate::policy::{BuildIndex, RoundRobin};
 use crate::{ConfigError, OutlierDetection, Peer, PeerSet, MAX_WEIGHT};
 
@@ -16,6 +19,8 @@ pub struct Builder<S, P = RoundRobin> {
     unavailable: StatusCode,
     next: NextUpstream,
     outlier: Option<OutlierDetection>,
+    error_pages: HashMap<StatusCode, ErrorPage>,
+    quick_recovery: bool,
 }
 
 impl<S> Default for Builder<S> {
@@ -27,6 +32,8 @@ impl<S> Default for Builder<S> {
             unavailable: StatusCode::BAD_GATEWAY,
             next: NextUpstream::default(),
             outlier: None,
+            error_pages: HashMap::new(),
+            quick_recovery: false,
         }
     }
 }
@@ -73,7 +80,52 @@ impl<S, P> Builder<S, P> {
             unavailable: self.unavailable,
             next: self.next,
             outlier: self.outlier,
+            error_pages: self.error_pages,
+            quick_recovery: self.quick_recovery,
         }
+    }
+
+    /// The body of the responses the upstream makes itself with `status` (nginx
+    /// `error_page 502 503 504 ...`): when no peer is available, after the last failed
+    /// attempt, or for a broken request body (400). Others get a one-line text.
+    ///
+    /// ```
+    /// use http::{HeaderValue, StatusCode};
+    /// # use tower_upstream::{Peer, Upstream};
+    /// # let svc = tower::service_fn(|_: http::Request<tower_upstream::upstream::ReplayBody<String>>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// # });
+    /// let upstream = Upstream::builder()
+    ///     .peer(Peer::new("a", svc))
+    ///     .error_page(
+    ///         StatusCode::BAD_GATEWAY,
+    ///         HeaderValue::from_static("text/html"),
+    ///         "<h1>We'll be right back</h1>",
+    ///     )
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = upstream;
+    /// ```
+    pub fn error_page(
+        mut self,
+        status: StatusCode,
+        content_type: HeaderValue,
+        body: impl Into<Bytes>,
+    ) -> Self {
+        let page = ErrorPage {
+            content_type,
+            body: body.into(),
+        };
+        self.error_pages.insert(status, page);
+        self
+    }
+
+    /// nginx's old "quick recovery" (removed in nginx 1.11.5), opt-in: when every peer is
+    /// unavailable because of failures, forget the failures and try once more instead of
+    /// answering at once.
+    pub fn quick_recovery(mut self, on: bool) -> Self {
+        self.quick_recovery = on;
+        self
     }
 
     /// Turns on Envoy-style outlier detection (beyond nginx): peers that return server
@@ -143,6 +195,8 @@ impl<S, P> Builder<S, P> {
                 primary,
                 backup,
                 unavailable: self.unavailable,
+                error_pages: self.error_pages,
+                quick_recovery: self.quick_recovery,
             }),
             next: std::sync::Arc::new(self.next),
         })
@@ -181,6 +235,8 @@ impl<S, P: std::fmt::Debug> std::fmt::Debug for Builder<S, P> {
             .field("unavailable", &self.unavailable)
             .field("next_upstream", &self.next)
             .field("outlier_detection", &self.outlier)
+            .field("error_pages", &self.error_pages.keys().collect::<Vec<_>>())
+            .field("quick_recovery", &self.quick_recovery)
             .finish()
     }
 }

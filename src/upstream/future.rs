@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -65,21 +66,26 @@ struct Attempt {
     selected: SelectedPeer,
 }
 
-/// The response the upstream makes itself for `status` (nginx's plain error page).
-pub(crate) fn synthetic<B>(status: StatusCode) -> Response<ResponseBody<B>> {
-    let text = match status {
-        StatusCode::BAD_REQUEST => "400 Bad Request\n",
-        StatusCode::BAD_GATEWAY => "502 Bad Gateway\n",
-        StatusCode::SERVICE_UNAVAILABLE => "503 Service Unavailable\n",
-        StatusCode::GATEWAY_TIMEOUT => "504 Gateway Timeout\n",
-        _ => "upstream unavailable\n",
+/// The response the upstream makes itself for `status`: the configured error page, or a
+/// one-line text like nginx's.
+fn synthetic<S, P, B>(upstream: &Upstream<S, P>, status: StatusCode) -> Response<ResponseBody<B>>
+where
+    P: crate::policy::BuildIndex,
+{
+    let (content_type, body) = match upstream.shared.error_pages.get(&status) {
+        Some(page) => (page.content_type.clone(), page.body.clone()),
+        None => {
+            let reason = status.canonical_reason().unwrap_or("Error");
+            let text = format!("{} {reason}\n", status.as_u16());
+            (
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+                Bytes::from(text),
+            )
+        }
     };
-    let mut res = Response::new(ResponseBody::synthetic(text));
+    let mut res = Response::new(ResponseBody::synthetic(body));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    res.headers_mut().insert(header::CONTENT_TYPE, content_type);
     res
 }
 
@@ -196,7 +202,10 @@ where
                             // The client's body failed (it went away, or sent a bad chunk).
                             tracing::debug!(error = %err, "request body error");
                             this.state.set(State::Done);
-                            return Poll::Ready(Ok(synthetic(StatusCode::BAD_REQUEST)));
+                            return Poll::Ready(Ok(synthetic(
+                                &ctx.upstream,
+                                StatusCode::BAD_REQUEST,
+                            )));
                         }
                     }
                     ctx.buffering = None;
@@ -206,7 +215,8 @@ where
                             let shared = &ctx.upstream.shared;
                             tracing::error!(upstream = %shared.name, "no live upstreams");
                             this.state.set(State::Done);
-                            return Poll::Ready(Ok(synthetic(shared.unavailable)));
+                            let res = synthetic(&ctx.upstream, shared.unavailable);
+                            return Poll::Ready(Ok(res));
                         }
                     }
                 }
@@ -265,7 +275,7 @@ where
                             } else {
                                 StatusCode::BAD_GATEWAY
                             };
-                            let mut res = synthetic(status);
+                            let mut res = synthetic(&ctx.upstream, status);
                             res.extensions_mut().insert(selected);
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(res));

@@ -131,8 +131,10 @@
 //! - A request body larger than the buffer is streamed instead of written to a temporary
 //!   file, so it is not retried once a peer started reading it (nginx's behaviour with
 //!   `proxy_request_buffering off`).
-//! - nginx's old "quick recovery" (resetting every peer's failures when all have failed) was
-//!   removed in nginx 1.11.5; like nginx 1.22 the upstream then answers `502`.
+//! - nginx's old "quick recovery" (resetting every peer's failures when all have failed and
+//!   trying once more) was removed in nginx 1.11.5; like nginx 1.22 the upstream then
+//!   answers `502` at once, unless [`Builder::quick_recovery`] turns the old behaviour on.
+//!   The answer's body is set with [`Builder::error_page`] (nginx `error_page 502 ...`).
 //!
 //! [`HttpPeer`]: crate::http_peer::HttpPeer
 //! [`NextUpstream::body_buffer_size`]: NextUpstream::body_buffer_size
@@ -143,6 +145,7 @@
 //! [`ConnectAddr`]: crate::policy::ConnectAddr
 //! [`Infallible`]: std::convert::Infallible
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
@@ -185,6 +188,15 @@ where
     primary: Tier<S, P>,
     backup: Option<Tier<S, P>>,
     unavailable: StatusCode,
+    error_pages: HashMap<StatusCode, ErrorPage>,
+    quick_recovery: bool,
+}
+
+/// The body of a response the upstream makes itself (nginx `error_page`).
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorPage {
+    pub(crate) content_type: http::HeaderValue,
+    pub(crate) body: bytes::Bytes,
 }
 
 struct Tier<S, P>
@@ -303,6 +315,7 @@ pub(crate) struct Selection<K> {
     initial: K,
     tried: Tried,
     in_backup: bool,
+    attempted: bool,
 }
 
 impl<K: Clone> Selection<K> {
@@ -312,6 +325,7 @@ impl<K: Clone> Selection<K> {
             key,
             tried: Tried::new(),
             in_backup: false,
+            attempted: false,
         }
     }
 }
@@ -323,6 +337,33 @@ where
     /// Picks the next peer for a request: a primary if any is available, else a backup
     /// (and backups from then on, as nginx does). Marks the peer tried.
     fn select<Req>(&self, sel: &mut Selection<P::Key>, now: Instant) -> Option<(&Tier<S, P>, usize)>
+    where
+        P: Policy<Req>,
+    {
+        let first = !std::mem::replace(&mut sel.attempted, true);
+        if let Some(found) = self.select_once(sel, now) {
+            return Some(found);
+        }
+        if !(self.quick_recovery && first) {
+            return None;
+        }
+        // Every peer failed: forget the failures and try once more (old nginx).
+        tracing::warn!(upstream = %self.name, "all peers failed; resetting their failures");
+        for tier in std::iter::once(&self.primary).chain(&self.backup) {
+            for i in 0..tier.peers.len() {
+                tier.peers.reset_fails(i);
+            }
+        }
+        *sel = Selection::new(sel.initial.clone());
+        sel.attempted = true;
+        self.select_once(sel, now)
+    }
+
+    fn select_once<Req>(
+        &self,
+        sel: &mut Selection<P::Key>,
+        now: Instant,
+    ) -> Option<(&Tier<S, P>, usize)>
     where
         P: Policy<Req>,
     {

@@ -379,3 +379,32 @@ async fn outlier_detection_ejects_a_peer_returning_500s() {
     }
     assert_eq!(sick, 2, "back in rotation after the ejection");
 }
+
+#[tokio::test(start_paused = true)]
+async fn everything_failed_answers_502_unless_quick_recovery() {
+    for quick in [false, true] {
+        let log = Log::default();
+        let u = Upstream::builder()
+            .peer(peer("a", Does::Refuse, &log))
+            .peer(peer("b", Does::Refuse, &log))
+            .quick_recovery(quick)
+            .error_page(
+                StatusCode::BAD_GATEWAY,
+                http::HeaderValue::from_static("text/html"),
+                "<h1>down</h1>",
+            )
+            .build()
+            .unwrap();
+        assert_eq!(get(&u).await.0, 502);
+        assert_eq!(log.peers(), ["a", "b"]);
+        // Both failed within fail_timeout: nginx 1.22 answers at once ("no live upstreams").
+        let (status, body, _) = get(&u).await;
+        assert_eq!((status, body.as_str()), (502, "<h1>down</h1>"));
+        let tried_again = log.peers().len() - 2;
+        assert_eq!(
+            tried_again,
+            if quick { 2 } else { 0 },
+            "quick recovery {quick}"
+        );
+    }
+}
