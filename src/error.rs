@@ -36,6 +36,24 @@ pub enum ConfigError {
         /// The word.
         value: String,
     },
+    /// Two peers share a route name (routes identify peers for session affinity).
+    #[error("two peers have the route `{route}`")]
+    DuplicateRoute {
+        /// The repeated route.
+        route: String,
+    },
+    /// A fallback names a route that no peer has.
+    #[error("no peer has the route `{route}`")]
+    UnknownRoute {
+        /// The route.
+        route: String,
+    },
+    /// An inserted affinity cookie that cannot be written safely.
+    #[error("invalid affinity cookie: {reason}")]
+    InvalidCookie {
+        /// What is wrong.
+        reason: String,
+    },
     /// A status code that is not a server error was given for synthesized failures.
     #[error("status {status} is not a 5xx status")]
     NotServerError {

@@ -77,6 +77,7 @@
 //! The minimum supported Rust version is 1.85 (hyper-util's).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod affinity;
 mod body;
 mod error;
 pub mod http_peer;
@@ -91,7 +92,7 @@ pub use error::ConfigError;
 pub use http_peer::{HttpClient, HttpClientBuilder, HttpPeer};
 pub use outlier::OutlierDetection;
 pub use peer::Peer;
-pub use peer_set::{PeerSet, PeerState, Tried, Weights};
+pub use peer_set::{PeerSet, PeerState, PeerStatus, Tried, Weights};
 pub use upstream::{SelectedPeer, Upstream};
 
 /// Alias for a type-erased error type.

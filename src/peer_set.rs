@@ -7,7 +7,7 @@
 //! [`Policy`]: crate::policy::Policy
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ pub struct PeerState {
     max_fails: u32,
     fail_timeout_ms: u64,
     max_conns: u32,
-    down: AtomicBool,
+    status: AtomicU8,
     fails: AtomicU32,
     conns: AtomicU32,
     /// Milliseconds since the set's epoch; nginx's `peer->checked`.
@@ -67,14 +67,28 @@ impl PeerState {
         self.max_conns
     }
 
-    /// Whether the peer is marked down.
-    pub fn is_down(&self) -> bool {
-        self.down.load(Relaxed)
+    /// The peer's administrative status.
+    pub fn status(&self) -> PeerStatus {
+        PeerStatus::from_u8(self.status.load(Relaxed))
     }
 
-    /// Marks the peer down (never chosen) or up again.
+    /// Changes the peer's status; every clone of the upstream sees it at once.
+    pub fn set_status(&self, status: PeerStatus) {
+        self.status.store(status as u8, Relaxed);
+    }
+
+    /// Whether the peer is marked down.
+    pub fn is_down(&self) -> bool {
+        self.status() == PeerStatus::Down
+    }
+
+    /// Marks the peer down (never chosen) or active again.
     pub fn set_down(&self, down: bool) {
-        self.down.store(down, Relaxed);
+        self.set_status(if down {
+            PeerStatus::Down
+        } else {
+            PeerStatus::Active
+        });
     }
 
     /// Failures counted since the last reset (nginx `peer->fails`).
@@ -93,10 +107,33 @@ impl fmt::Debug for PeerState {
         f.debug_struct("PeerState")
             .field("name", &self.name)
             .field("weight", &self.weight)
-            .field("down", &self.is_down())
+            .field("status", &self.status())
             .field("fails", &self.fails())
             .field("active", &self.active())
             .finish()
+    }
+}
+
+/// A peer's administrative status, changeable at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerStatus {
+    /// Takes new requests and sessions.
+    Active = 0,
+    /// Serves only requests pinned to it by session affinity; takes no new session
+    /// (mod_jk `activation=D`, nginx Plus `drain`). For rolling restarts without replication.
+    Draining = 1,
+    /// Takes nothing (nginx `down`).
+    Down = 2,
+}
+
+impl PeerStatus {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Active,
+            1 => Self::Draining,
+            _ => Self::Down,
+        }
     }
 }
 
@@ -146,7 +183,11 @@ impl PeerSet {
                 max_fails: p.max_fails,
                 fail_timeout_ms: p.fail_timeout.as_millis().min(u64::MAX as u128) as u64,
                 max_conns: p.max_conns,
-                down: AtomicBool::new(p.down),
+                status: AtomicU8::new(if p.down {
+                    PeerStatus::Down
+                } else {
+                    PeerStatus::Active
+                } as u8),
                 fails: AtomicU32::new(0),
                 conns: AtomicU32::new(0),
                 checked: AtomicU64::new(0),
@@ -225,11 +266,24 @@ impl PeerSet {
 
     #[inline]
     pub(crate) fn is_available_at(&self, index: usize, now_ms: u64) -> bool {
+        self.is_usable_at(index, now_ms, false)
+    }
+
+    /// Whether peer `index` may serve a request that is pinned to it by session affinity:
+    /// like [`PeerSet::is_available`], but a `Draining` peer still serves its sessions.
+    pub fn is_available_for_session(&self, index: usize, now: Instant) -> bool {
+        self.is_usable_at(index, self.millis(now), true)
+    }
+
+    #[inline]
+    fn is_usable_at(&self, index: usize, now_ms: u64, draining_ok: bool) -> bool {
         let Some(p) = self.peers.get(index) else {
             return false;
         };
-        if p.down.load(Relaxed) {
-            return false;
+        match PeerStatus::from_u8(p.status.load(Relaxed)) {
+            PeerStatus::Active => {}
+            PeerStatus::Draining if draining_ok => {}
+            _ => return false,
         }
         if !self.single
             && p.max_fails != 0

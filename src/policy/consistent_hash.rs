@@ -138,6 +138,10 @@ impl<K> BuildIndex for ConsistentHash<K> {
     fn build_index(&self, peers: &PeerSet) -> Ring {
         Ring::new(peers)
     }
+
+    fn affinity_source(&self) -> Option<crate::affinity::AffinitySource> {
+        Some(crate::affinity::AffinitySource::Hash)
+    }
 }
 
 impl<Req, K> Policy<Req> for ConsistentHash<K>

@@ -135,6 +135,10 @@ impl<A> BuildIndex for IpHash<A> {
     fn build_index(&self, peers: &PeerSet) -> WeightRanges {
         WeightRanges::new(peers)
     }
+
+    fn affinity_source(&self) -> Option<crate::affinity::AffinitySource> {
+        Some(crate::affinity::AffinitySource::Ip)
+    }
 }
 
 impl<Req, A> Policy<Req> for IpHash<A>

@@ -49,7 +49,7 @@ mod consistent_hash;
 mod hash_key;
 mod ip_hash;
 mod least_conn;
-mod random;
+pub(crate) mod random;
 mod round_robin;
 
 pub use client_addr::{ClientAddr, ConnectAddr};
@@ -72,6 +72,13 @@ pub trait BuildIndex {
 
     /// Precomputes what [`Policy::pick`] needs about `peers`. Called once per peer set.
     fn build_index(&self, peers: &PeerSet) -> Self::Index;
+
+    /// The kind of affinity the policy gives by itself, if any (`ip_hash`: the client
+    /// address; `hash`: a request key), reported in
+    /// [`AffinityDecision`](crate::affinity::AffinityDecision).
+    fn affinity_source(&self) -> Option<crate::affinity::AffinitySource> {
+        None
+    }
 }
 
 /// A peer selection policy.

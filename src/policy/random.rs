@@ -50,7 +50,7 @@ thread_local! {
 }
 
 /// xorshift64*: statistically fine for load balancing, and needs no dependency.
-fn next_random() -> u64 {
+pub(crate) fn next_random() -> u64 {
     RNG.with(|s| {
         let mut x = s.get();
         x ^= x >> 12;

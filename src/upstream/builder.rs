@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::StatusCode;
 
 use super::{ErrorPage, NextUpstream, Shared, Tier, Upstream};
+use crate::affinity::{Affinity, Fallback, Table};
 use crate::policy::{BuildIndex, RoundRobin};
 use crate::{ConfigError, OutlierDetection, Peer, PeerSet, MAX_WEIGHT};
 
@@ -21,6 +22,8 @@ pub struct Builder<S, P = RoundRobin> {
     outlier: Option<OutlierDetection>,
     error_pages: HashMap<StatusCode, ErrorPage>,
     quick_recovery: bool,
+    affinity: Option<Affinity>,
+    fallback: Fallback,
 }
 
 impl<S> Default for Builder<S> {
@@ -34,6 +37,8 @@ impl<S> Default for Builder<S> {
             outlier: None,
             error_pages: HashMap::new(),
             quick_recovery: false,
+            affinity: None,
+            fallback: Fallback::default(),
         }
     }
 }
@@ -82,7 +87,22 @@ impl<S, P> Builder<S, P> {
             outlier: self.outlier,
             error_pages: self.error_pages,
             quick_recovery: self.quick_recovery,
+            affinity: self.affinity,
+            fallback: self.fallback,
         }
+    }
+
+    /// Session affinity, tried before the policy; see [`affinity`](crate::affinity).
+    pub fn affinity(mut self, affinity: impl Into<Affinity>) -> Self {
+        self.affinity = Some(affinity.into());
+        self
+    }
+
+    /// What happens to a pinned request whose peer cannot serve it (default:
+    /// [`Fallback::Rebalance`]).
+    pub fn affinity_fallback(mut self, fallback: Fallback) -> Self {
+        self.fallback = fallback;
+        self
     }
 
     /// The body of the responses the upstream makes itself with `status` (nginx
@@ -188,6 +208,15 @@ impl<S, P> Builder<S, P> {
         let outlier = self.outlier;
         let primary = Tier::new(&self.policy, primary, single, outlier);
         let backup = (!backup.is_empty()).then(|| Tier::new(&self.policy, backup, false, outlier));
+        let affinity = match self.affinity {
+            Some(a) => Some(Table::new(
+                a,
+                self.fallback,
+                &primary.peers,
+                backup.as_ref().map(|t| &*t.peers),
+            )?),
+            None => None,
+        };
         Ok(Upstream {
             shared: Arc::new(Shared {
                 name: self.name,
@@ -197,6 +226,7 @@ impl<S, P> Builder<S, P> {
                 unavailable: self.unavailable,
                 error_pages: self.error_pages,
                 quick_recovery: self.quick_recovery,
+                affinity,
             }),
             next: std::sync::Arc::new(self.next),
         })
@@ -237,6 +267,8 @@ impl<S, P: std::fmt::Debug> std::fmt::Debug for Builder<S, P> {
             .field("outlier_detection", &self.outlier)
             .field("error_pages", &self.error_pages.keys().collect::<Vec<_>>())
             .field("quick_recovery", &self.quick_recovery)
+            .field("affinity", &self.affinity)
+            .field("affinity_fallback", &self.fallback)
             .finish()
     }
 }

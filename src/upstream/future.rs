@@ -96,7 +96,11 @@ where
     B: http_body::Body + Unpin,
     B::Error: Into<BoxError>,
 {
-    pub(crate) fn new(upstream: Upstream<S, P>, req: Request<B>) -> Self {
+    pub(crate) fn new(upstream: Upstream<S, P>, mut req: Request<B>) -> Self {
+        let sticky = match &upstream.shared.affinity {
+            Some(table) => table.extract(&mut req),
+            None => Default::default(),
+        };
         let key = upstream.shared.policy.key(&req);
         let (parts, body) = req.into_parts();
         let limit = upstream.next.body_buffer();
@@ -107,7 +111,7 @@ where
                 parts,
                 buffering: Some(Buffering::new(body, limit)),
                 replay: None,
-                selection: Selection::new(key),
+                selection: Selection::new(key, sticky),
                 attempts: 0,
                 max_attempts: None,
                 started: Instant::now(),
@@ -134,7 +138,7 @@ where
         let selected = SelectedPeer {
             peers: Arc::clone(&tier.peers),
             index,
-            backup: self.selection.in_backup,
+            backup: self.selection.last_backup,
         };
         self.attempts += 1;
         let body = self
@@ -213,9 +217,16 @@ where
                         Some(future) => this.state.set(State::Calling { future }),
                         None => {
                             let shared = &ctx.upstream.shared;
-                            tracing::error!(upstream = %shared.name, "no live upstreams");
+                            let status = if ctx.selection.refused {
+                                tracing::warn!(upstream = %shared.name, "pinned peer unavailable (strict affinity)");
+                                StatusCode::SERVICE_UNAVAILABLE
+                            } else {
+                                tracing::error!(upstream = %shared.name, "no live upstreams");
+                                shared.unavailable
+                            };
                             this.state.set(State::Done);
-                            let res = synthetic(&ctx.upstream, shared.unavailable);
+                            let mut res = synthetic(&ctx.upstream, status);
+                            ctx.decide(res.extensions_mut());
                             return Poll::Ready(Ok(res));
                         }
                     }
@@ -235,7 +246,7 @@ where
                             let Some(condition) = listed else {
                                 peers.record(active.index(), false, now);
                                 this.state.set(State::Done);
-                                return Poll::Ready(Ok(finish(res, active, selected)));
+                                return Poll::Ready(Ok(ctx.finish(res, active, selected)));
                             };
                             // Listed statuses count as failures, except 403 and 404 (nginx).
                             let counts = !matches!(status, 403 | 404);
@@ -250,7 +261,7 @@ where
                             }
                             // No retry, or no peer left: the peer's own answer is the best.
                             this.state.set(State::Done);
-                            return Poll::Ready(Ok(finish(res, active, selected)));
+                            return Poll::Ready(Ok(ctx.finish(res, active, selected)));
                         }
                         Err(err) => {
                             let err: BoxError = err.into();
@@ -276,6 +287,7 @@ where
                                 StatusCode::BAD_GATEWAY
                             };
                             let mut res = synthetic(&ctx.upstream, status);
+                            ctx.decide(res.extensions_mut());
                             res.extensions_mut().insert(selected);
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(res));
@@ -288,14 +300,44 @@ where
     }
 }
 
-fn finish<B>(
-    res: Response<B>,
-    active: Active,
-    selected: SelectedPeer,
-) -> Response<ResponseBody<B>> {
-    let mut res = res.map(|body| ResponseBody::upstream(body, active));
-    res.extensions_mut().insert(selected);
-    res
+impl<S, P, B> Ctx<S, P, B>
+where
+    P: Policy<Request<B>>,
+{
+    /// A peer's response, passed on: counts as active until its body ends, and carries the
+    /// chosen peer and the affinity decision (and an inserted cookie if one is due).
+    fn finish<R>(
+        &self,
+        res: Response<R>,
+        active: Active,
+        selected: SelectedPeer,
+    ) -> Response<ResponseBody<R>> {
+        let (mut parts, body) = res.into_parts();
+        if let Some(table) = &self.upstream.shared.affinity {
+            table.respond(&self.selection.sticky, selected.route(), &mut parts.headers);
+        }
+        self.decide(&mut parts.extensions);
+        parts.extensions.insert(selected);
+        Response::from_parts(parts, ResponseBody::upstream(body, active))
+    }
+
+    /// Records how affinity decided, as a response extension and a tracing event.
+    fn decide(&self, extensions: &mut http::Extensions) {
+        let shared = &self.upstream.shared;
+        let policy_source = shared.policy.affinity_source();
+        if shared.affinity.is_none() && policy_source.is_none() {
+            return;
+        }
+        let decision = self.selection.decision(policy_source);
+        tracing::debug!(
+            upstream = %shared.name,
+            source = decision.source().as_str(),
+            route = decision.route(),
+            fallback = decision.is_fallback(),
+            "affinity"
+        );
+        extensions.insert(decision);
+    }
 }
 
 impl<S, P, B> fmt::Debug for ResponseFuture<S, P, B>

@@ -152,23 +152,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
-use tokio::time::Instant;
 use tower::Service;
 
 use crate::body::ResponseBody;
-use crate::policy::{BuildIndex, Candidates, Policy, RoundRobin};
-use crate::{BoxError, PeerSet, PeerState, Tried};
+use crate::policy::{BuildIndex, Policy, RoundRobin};
+use crate::{BoxError, PeerSet, PeerState};
 
 mod builder;
 mod classify;
 pub mod future;
 mod next;
 mod replay;
+mod select;
 
 pub use builder::Builder;
 pub use future::ResponseFuture;
 pub use next::{Condition, NextUpstream, NextUpstreamLayer};
 pub use replay::ReplayBody;
+
+use select::Selection;
 
 /// A load-balanced set of peers; see the [module docs](self).
 pub struct Upstream<S, P = RoundRobin>
@@ -190,6 +192,7 @@ where
     unavailable: StatusCode,
     error_pages: HashMap<StatusCode, ErrorPage>,
     quick_recovery: bool,
+    affinity: Option<crate::affinity::Table>,
 }
 
 /// The body of a response the upstream makes itself (nginx `error_page`).
@@ -305,108 +308,6 @@ where
             shared: Arc::clone(&self.shared),
             next: Arc::new(next),
         }
-    }
-}
-
-/// Where one request stands in its choice of peers: the policy's per-request key, the peers
-/// it tried, and whether it has moved on to the backup peers (nginx's per-request peer data).
-pub(crate) struct Selection<K> {
-    key: K,
-    initial: K,
-    tried: Tried,
-    in_backup: bool,
-    attempted: bool,
-}
-
-impl<K: Clone> Selection<K> {
-    fn new(key: K) -> Self {
-        Self {
-            initial: key.clone(),
-            key,
-            tried: Tried::new(),
-            in_backup: false,
-            attempted: false,
-        }
-    }
-}
-
-impl<S, P> Shared<S, P>
-where
-    P: BuildIndex,
-{
-    /// Picks the next peer for a request: a primary if any is available, else a backup
-    /// (and backups from then on, as nginx does). Marks the peer tried.
-    fn select<Req>(&self, sel: &mut Selection<P::Key>, now: Instant) -> Option<(&Tier<S, P>, usize)>
-    where
-        P: Policy<Req>,
-    {
-        let first = !std::mem::replace(&mut sel.attempted, true);
-        if let Some(found) = self.select_once(sel, now) {
-            return Some(found);
-        }
-        if !(self.quick_recovery && first) {
-            return None;
-        }
-        // Every peer failed: forget the failures and try once more (old nginx).
-        tracing::warn!(upstream = %self.name, "all peers failed; resetting their failures");
-        for tier in std::iter::once(&self.primary).chain(&self.backup) {
-            for i in 0..tier.peers.len() {
-                tier.peers.reset_fails(i);
-            }
-        }
-        *sel = Selection::new(sel.initial.clone());
-        sel.attempted = true;
-        self.select_once(sel, now)
-    }
-
-    fn select_once<Req>(
-        &self,
-        sel: &mut Selection<P::Key>,
-        now: Instant,
-    ) -> Option<(&Tier<S, P>, usize)>
-    where
-        P: Policy<Req>,
-    {
-        if !sel.in_backup {
-            if let Some(i) = self.pick_in(&self.primary, &mut sel.key, &sel.tried, now) {
-                sel.tried.insert(i);
-                return Some((&self.primary, i));
-            }
-            self.backup.as_ref()?;
-            sel.in_backup = true;
-            sel.tried.clear();
-            sel.key = sel.initial.clone();
-        }
-        let backup = self.backup.as_ref()?;
-        let i = self.pick_in(backup, &mut sel.key, &sel.tried, now)?;
-        sel.tried.insert(i);
-        Some((backup, i))
-    }
-
-    /// nginx's `peer.tries`: the peers that are not down, primaries and backups.
-    fn tries(&self) -> u32 {
-        std::iter::once(&self.primary)
-            .chain(&self.backup)
-            .flat_map(|t| t.peers.iter())
-            .filter(|p| !p.is_down())
-            .count() as u32
-    }
-
-    fn pick_in<Req>(
-        &self,
-        tier: &Tier<S, P>,
-        key: &mut P::Key,
-        tried: &Tried,
-        now: Instant,
-    ) -> Option<usize>
-    where
-        P: Policy<Req>,
-    {
-        let candidates = Candidates::new(&tier.peers, tried, now);
-        if tier.peers.is_single() {
-            return candidates.is_candidate(0).then_some(0);
-        }
-        self.policy.pick(&candidates, &tier.index, key)
     }
 }
 
