@@ -38,6 +38,7 @@ pub struct Peer<S = ()> {
     pub(crate) weight: u32,
     pub(crate) max_fails: u32,
     pub(crate) fail_timeout: Duration,
+    pub(crate) slow_start: Duration,
     pub(crate) max_conns: u32,
     pub(crate) backup: bool,
     pub(crate) down: bool,
@@ -53,6 +54,7 @@ impl<S> Peer<S> {
             weight: 1,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
+            slow_start: Duration::ZERO,
             max_conns: 0,
             backup: false,
             down: false,
@@ -76,6 +78,15 @@ impl<S> Peer<S> {
     /// stays unavailable.
     pub fn fail_timeout(mut self, fail_timeout: Duration) -> Self {
         self.fail_timeout = fail_timeout;
+        self
+    }
+
+    /// nginx Plus `slow_start=`: after the peer comes back (a success after it was failed,
+    /// or set `Active` again), its round-robin weight climbs from near zero to its full
+    /// weight over this time, so a node that just restarted is not flooded. Zero (the
+    /// default) turns it off. Used by the round-robin parts of the policies.
+    pub fn slow_start(mut self, slow_start: Duration) -> Self {
+        self.slow_start = slow_start;
         self
     }
 
@@ -138,6 +149,7 @@ impl<S> Peer<S> {
             weight: self.weight,
             max_fails: self.max_fails,
             fail_timeout: self.fail_timeout,
+            slow_start: self.slow_start,
             max_conns: self.max_conns,
             backup: self.backup,
             down: self.down,

@@ -22,7 +22,11 @@ pub struct PeerState {
     weight: u32,
     max_fails: u32,
     fail_timeout_ms: u64,
+    slow_start_ms: u64,
     max_conns: u32,
+    epoch: Instant,
+    /// When the peer came back, for slow start (ms since the epoch; 0: not ramping).
+    recovered_at: AtomicU64,
     status: AtomicU8,
     fails: AtomicU32,
     conns: AtomicU32,
@@ -72,9 +76,38 @@ impl PeerState {
         PeerStatus::from_u8(self.status.load(Relaxed))
     }
 
-    /// Changes the peer's status; every clone of the upstream sees it at once.
+    /// Changes the peer's status; every clone of the upstream sees it at once. A peer that
+    /// becomes `Active` again starts its slow start, if it has one.
     pub fn set_status(&self, status: PeerStatus) {
-        self.status.store(status as u8, Relaxed);
+        let old = self.status.swap(status as u8, Relaxed);
+        if status == PeerStatus::Active && old != PeerStatus::Active as u8 {
+            self.recovered(Instant::now());
+        }
+    }
+
+    fn recovered(&self, now: Instant) {
+        if self.slow_start_ms != 0 {
+            let ms = now.saturating_duration_since(self.epoch).as_millis() as u64 + 1;
+            self.recovered_at.store(ms, Relaxed);
+        }
+    }
+
+    /// The most `effective_weight` slow start allows at `now_ms`: the full weight once the
+    /// slow start is over, else in proportion to the time since the peer came back (at
+    /// least 1).
+    #[inline]
+    pub(crate) fn ramp_cap(&self, now_ms: u64) -> i64 {
+        let weight = i64::from(self.weight);
+        let since = self.recovered_at.load(Relaxed);
+        if since == 0 {
+            return weight;
+        }
+        let elapsed = now_ms.saturating_sub(since);
+        if elapsed >= self.slow_start_ms {
+            return weight;
+        }
+        let cap = u128::from(self.weight) * u128::from(elapsed) / u128::from(self.slow_start_ms);
+        (cap as i64).max(1)
     }
 
     /// Whether the peer is marked down.
@@ -174,6 +207,7 @@ impl PeerSet {
     }
 
     pub(crate) fn build<S>(peers: &[Peer<S>], single: bool) -> Self {
+        let epoch = Instant::now();
         let states: Box<[PeerState]> = peers
             .iter()
             .map(|p| PeerState {
@@ -182,6 +216,9 @@ impl PeerSet {
                 weight: p.weight,
                 max_fails: p.max_fails,
                 fail_timeout_ms: p.fail_timeout.as_millis().min(u64::MAX as u128) as u64,
+                slow_start_ms: p.slow_start.as_millis().min(u64::MAX as u128) as u64,
+                epoch,
+                recovered_at: AtomicU64::new(0),
                 max_conns: p.max_conns,
                 status: AtomicU8::new(if p.down {
                     PeerStatus::Down
@@ -209,7 +246,7 @@ impl PeerSet {
             peers: states,
             weights: Mutex::new(weights),
             single,
-            epoch: Instant::now(),
+            epoch,
             outlier: None,
         }
     }
@@ -349,7 +386,10 @@ impl PeerSet {
                 }
             }
         } else if p.accessed.load(Relaxed) < p.checked.load(Relaxed) {
-            p.fails.store(0, Relaxed);
+            let fails = p.fails.swap(0, Relaxed);
+            if p.max_fails != 0 && fails >= p.max_fails {
+                p.recovered(now);
+            }
         }
     }
 }

@@ -192,8 +192,9 @@ impl<'a> Candidates<'a> {
                 continue;
             }
             let w = &mut weights[i];
-            w.current += w.effective;
-            total += w.effective;
+            let effective = w.effective.min(peer.ramp_cap(self.now_ms));
+            w.current += effective;
+            total += effective;
             if w.effective < i64::from(peer.weight()) {
                 w.effective += 1;
             }

@@ -124,6 +124,54 @@ pub(crate) mod tests {
         assert_eq!(sequence(&set, 4), "caca");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_ramps_a_recovered_peer() {
+        let peers = [
+            Peer::new("a", ())
+                .weight(10)
+                .slow_start(Duration::from_secs(10)),
+            Peer::new("b", ()).weight(10),
+        ];
+        let set = PeerSet::new(&peers);
+        let share = |set: &PeerSet| {
+            let s = sequence(set, 200);
+            s.chars().filter(|&c| c == 'a').count()
+        };
+        assert_eq!(share(&set), 100, "no ramp before any failure");
+        set.record(0, true, Instant::now()); // a fails (max_fails 1): out for 10 s
+        tokio::time::advance(Duration::from_secs(11)).await;
+        set.acquire(0, Instant::now()); // the probe after fail_timeout ...
+        set.record(0, false, Instant::now()); // ... succeeds: a is back, ramping up
+        set.release(0);
+        let early = share(&set);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let half = share(&set);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let full = share(&set);
+        assert!(
+            early <= 25,
+            "1 s into a 10 s slow start a got {early} of 200"
+        );
+        assert!((55..=80).contains(&half), "half way a got {half} of 200");
+        assert_eq!(full, 100, "after the slow start a is back to its weight");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_after_set_active() {
+        let peers = [
+            Peer::new("a", ())
+                .weight(4)
+                .slow_start(Duration::from_secs(8))
+                .down(),
+            Peer::new("b", ()).weight(4),
+        ];
+        let set = PeerSet::new(&peers);
+        set.get(0).unwrap().set_status(crate::PeerStatus::Active);
+        let s = sequence(&set, 40);
+        let a = s.chars().filter(|&c| c == 'a').count();
+        assert!(a <= 8, "a just came back: {a} of 40");
+    }
+
     #[test]
     fn effective_weight_recovers_one_per_pick() {
         let peers = [
