@@ -29,12 +29,13 @@ use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{HttpClient, HttpPeer, Peer, Upstream};
 
 const USAGE: &str = "usage: gateway [--listen ADDR] [--peer HOST:PORT[=WEIGHT]]... \
-[--backup HOST:PORT]... [--policy round-robin|ip-hash|least-conn|random-two]";
+[--backup HOST:PORT]... [--policy round-robin|ip-hash|least-conn|random-two] [--workers N]";
 
 struct Args {
     listen: SocketAddr,
     peers: Vec<(String, u32, bool)>,
     policy: String,
+    workers: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -42,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         peers: Vec::new(),
         policy: "round-robin".into(),
+        workers: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,6 +63,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--backup" => args.peers.push((value()?, 1, true)),
             "--policy" => args.policy = value()?,
+            "--workers" => {
+                args.workers = value()?.parse().map_err(|e| format!("--workers: {e}"))?;
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -151,8 +156,7 @@ where
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = match parse_args() {
         Ok(args) => args,
         Err(msg) => {
@@ -160,7 +164,24 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = start(args).await {
+    // One worker: a current-thread runtime, like one nginx worker process. More: a
+    // multi-thread runtime with that many workers. 0 (the default): one per core.
+    let runtime = match args.workers {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    };
+    let result = runtime
+        .map_err(Into::into)
+        .and_then(|rt| rt.block_on(start(args)));
+    if let Err(e) = result {
         eprintln!("gateway: {e}");
         std::process::exit(1);
     }

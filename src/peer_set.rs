@@ -27,6 +27,9 @@ pub struct PeerState {
     epoch: Instant,
     /// When the peer came back, for slow start (ms since the epoch; 0: not ramping).
     recovered_at: AtomicU64,
+    /// The set's health generation, shared by its peers: bumped on every change that can
+    /// alter the round-robin sequence (a failure, a status change, a recovery).
+    generation: Arc<AtomicU64>,
     status: AtomicU8,
     fails: AtomicU32,
     conns: AtomicU32,
@@ -80,12 +83,16 @@ impl PeerState {
     /// becomes `Active` again starts its slow start, if it has one.
     pub fn set_status(&self, status: PeerStatus) {
         let old = self.status.swap(status as u8, Relaxed);
+        if old != status as u8 {
+            self.generation.fetch_add(1, Relaxed);
+        }
         if status == PeerStatus::Active && old != PeerStatus::Active as u8 {
             self.recovered(Instant::now());
         }
     }
 
     fn recovered(&self, now: Instant) {
+        self.generation.fetch_add(1, Relaxed);
         if self.slow_start_ms != 0 {
             let ms = now.saturating_duration_since(self.epoch).as_millis() as u64 + 1;
             self.recovered_at.store(ms, Relaxed);
@@ -196,6 +203,7 @@ pub struct PeerSet {
     single: bool,
     epoch: Instant,
     outlier: Option<OutlierDetection>,
+    generation: Arc<AtomicU64>,
 }
 
 impl PeerSet {
@@ -208,6 +216,7 @@ impl PeerSet {
 
     pub(crate) fn build<S>(peers: &[Peer<S>], single: bool) -> Self {
         let epoch = Instant::now();
+        let generation = Arc::new(AtomicU64::new(0));
         let states: Box<[PeerState]> = peers
             .iter()
             .map(|p| PeerState {
@@ -219,6 +228,7 @@ impl PeerSet {
                 slow_start_ms: p.slow_start.as_millis().min(u64::MAX as u128) as u64,
                 epoch,
                 recovered_at: AtomicU64::new(0),
+                generation: Arc::clone(&generation),
                 max_conns: p.max_conns,
                 status: AtomicU8::new(if p.down {
                     PeerStatus::Down
@@ -247,6 +257,7 @@ impl PeerSet {
             weights: Mutex::new(weights),
             single,
             epoch,
+            generation,
             outlier: None,
         }
     }
@@ -279,6 +290,26 @@ impl PeerSet {
     /// All peers in configuration order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &PeerState> {
         self.peers.iter()
+    }
+
+    /// The health generation: it changes whenever a failure, a status change or a recovery
+    /// may change the round-robin sequence.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// Whether every peer can take a new request at `now` with its full weight: the
+    /// steady state in which the smooth round-robin sequence is a fixed cycle.
+    pub(crate) fn all_healthy(&self, weights: &[Weights], now_ms: u64) -> bool {
+        self.peers
+            .iter()
+            .zip(weights)
+            .enumerate()
+            .all(|(i, (p, w))| {
+                w.effective == i64::from(p.weight)
+                    && p.ramp_cap(now_ms) == i64::from(p.weight)
+                    && self.is_available_at(i, now_ms)
+            })
     }
 
     /// Locks the smooth round-robin weights. Policies that update weights hold this lock for
@@ -340,7 +371,11 @@ impl PeerSet {
     /// last check, which lets the next success reset the failure count.
     pub fn acquire(&self, index: usize, now: Instant) {
         let p = &self.peers[index];
-        p.conns.fetch_add(1, Relaxed);
+        let before = p.conns.fetch_add(1, Relaxed);
+        if p.max_conns != 0 && before + 1 == p.max_conns {
+            // Full: it stops being a candidate, which changes the round-robin sequence.
+            self.generation.fetch_add(1, Relaxed);
+        }
         let now = self.millis(now);
         let checked = p.checked.load(Relaxed);
         if now.saturating_sub(checked) > p.fail_timeout_ms {
@@ -351,14 +386,19 @@ impl PeerSet {
     /// Forgets peer `index`'s failures, as if it had just succeeded after a check.
     pub fn reset_fails(&self, index: usize) {
         self.peers[index].fails.store(0, Relaxed);
+        self.generation.fetch_add(1, Relaxed);
     }
 
     /// Counts a request to peer `index` as finished (`conns -= 1`).
     pub fn release(&self, index: usize) {
         let p = &self.peers[index];
-        let _ = p
+        let before = p
             .conns
-            .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(1)));
+            .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(1)))
+            .unwrap_or(0);
+        if p.max_conns != 0 && before == p.max_conns {
+            self.generation.fetch_add(1, Relaxed);
+        }
     }
 
     /// Records the outcome of a request to peer `index`, as nginx's `free_round_robin_peer`.
@@ -373,6 +413,7 @@ impl PeerSet {
             return;
         }
         if failed {
+            self.generation.fetch_add(1, Relaxed);
             let now = self.millis(now);
             let fails = p.fails.fetch_add(1, Relaxed) + 1;
             p.accessed.store(now, Relaxed);
@@ -442,6 +483,7 @@ impl PeerSet {
             return;
         }
         p.consecutive_5xx.store(0, Relaxed);
+        self.generation.fetch_add(1, Relaxed);
         let n = p.ejections.fetch_add(1, Relaxed) + 1;
         let time = od.ejection_time(n);
         p.ejected_until
@@ -497,6 +539,11 @@ impl Tried {
             }
             self.high[i] |= 1 << (index % 64);
         }
+    }
+
+    /// Whether no peer was tried.
+    pub fn is_empty(&self) -> bool {
+        self.low == 0 && self.high.iter().all(|&w| w == 0)
     }
 
     /// Forgets every peer (nginx does this when it moves on to the backup peers).

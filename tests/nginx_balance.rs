@@ -297,7 +297,7 @@ fn crate_picks(u: &Upstream, set: &PeerSet, probes: &[Probe]) -> Vec<usize> {
         .map(|probe| {
             let pick = match u.balancer {
                 Balancer::RoundRobin => {
-                    Policy::<Req>::pick(&RoundRobin::new(), &candidates, &(), &mut ())
+                    Policy::<Req>::pick(&RoundRobin::new(), &candidates, &None, &mut ())
                 }
                 Balancer::IpHash => {
                     let mut key = IpHashKey::new(Some(probe.src));

@@ -32,7 +32,7 @@
 //! for _ in 0..7 {
 //!     let tried = Tried::new();
 //!     let candidates = Candidates::new(&peers, &tried, Instant::now());
-//!     let i = Policy::<()>::pick(&policy, &candidates, &(), &mut ()).unwrap();
+//!     let i = Policy::<()>::pick(&policy, &candidates, &None, &mut ()).unwrap();
 //!     order.push_str(peers.get(i).unwrap().name());
 //! }
 //! assert_eq!(order, "aabacaa"); // nginx's smooth sequence for weights 5:1:1
@@ -58,7 +58,7 @@ pub use hash_key::{key, HashKey};
 pub use ip_hash::{IpHash, IpHashKey, WeightRanges};
 pub use least_conn::LeastConn;
 pub use random::Random;
-pub use round_robin::RoundRobin;
+pub use round_robin::{RoundRobin, Schedule};
 
 /// nginx gives up hashing after this many collisions with unusable peers and falls back to
 /// round-robin (`tries > 20` in `ip_hash`, `hash` and `random`).
@@ -159,6 +159,15 @@ impl<'a> Candidates<'a> {
     /// The time of the pick.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// Whether this request already tried any peer.
+    pub fn has_tried(&self) -> bool {
+        !self.tried.is_empty()
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.now_ms
     }
 
     /// Whether peer `i` was already tried by this request.

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Compares requests/s and latency of a backend alone, nginx in front of it, and the crate's
+# gateway example in front of it, on loopback with wrk, at equal worker counts.
+#
+#   bash bench/compare.sh            # 3 rounds of 10 s per target, 1 and 64 connections
+#   ROUNDS=5 DURATION=20s bash bench/compare.sh
+#
+# Needs nginx and wrk (Debian: apt-get install nginx wrk) and python3. Installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+WORKERS=${WORKERS:-"1 2"}
+CONNS=${CONNS:-"1 64"}
+IDLE=${IDLE:-10000}
+B1=127.0.0.1:19081 B2=127.0.0.1:19082 NGINX=127.0.0.1:19090 GATEWAY=127.0.0.1:19095
+
+NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+missing=""
+[ -x "$NGINX_BIN" ] || missing="$missing nginx"
+command -v wrk >/dev/null || missing="$missing wrk"
+command -v python3 >/dev/null || missing="$missing python3"
+if [ -n "$missing" ]; then
+  echo "bench/compare.sh needs:$missing. On Debian: apt-get install nginx wrk python3" >&2
+  exit 1
+fi
+
+cargo build --release --quiet --example gateway --example bench_backend
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || true
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2
+  exit 1
+}
+
+for b in $B1 $B2; do
+  target/release/examples/bench_backend "$b" >/dev/null &
+  pids+=($!)
+  wait_port "$b"
+done
+
+start_nginx() {
+  mkdir -p "$tmp/logs"
+  cat >"$tmp/nginx.conf" <<CONF
+worker_processes $1;
+error_log $tmp/logs/error.log warn;
+pid $tmp/nginx.pid;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/body; proxy_temp_path $tmp/proxy;
+  fastcgi_temp_path $tmp/fcgi; uwsgi_temp_path $tmp/uwsgi; scgi_temp_path $tmp/scgi;
+  upstream tserver { server $B1 weight=1; server $B2 weight=1; keepalive 64; }
+  server {
+    listen $NGINX backlog=4096;
+    location / {
+      proxy_pass http://tserver;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Real-IP \$remote_addr;
+    }
+  }
+}
+CONF
+  "$NGINX_BIN" -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon on;' 2>/dev/null
+  wait_port "$NGINX"
+}
+
+start_gateway() {
+  target/release/examples/gateway --workers "$1" --listen "$GATEWAY" \
+    --peer "$B1=1" --peer "$B2=1" >/dev/null &
+  gateway_pid=$!
+  pids+=($gateway_pid)
+  wait_port "$GATEWAY"
+}
+
+stop() {
+  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+  kill "$gateway_pid" 2>/dev/null || true
+  wait "$gateway_pid" 2>/dev/null || true
+  sleep 0.5
+}
+
+# wrk's --latency output -> "rps p50_ms p99_ms"
+measure() {
+  local out
+  out=$(wrk -t1 -c"$2" -d"$DURATION" --latency "http://$1/" 2>&1)
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+}
+
+to_ms() {
+  case "$1" in
+    *us) awk -v v="${1%us}" 'BEGIN {printf "%.3f", v / 1000}' ;;
+    *ms) awk -v v="${1%ms}" 'BEGIN {printf "%.3f", v}' ;;
+    *s) awk -v v="${1%s}" 'BEGIN {printf "%.3f", v * 1000}' ;;
+    *) echo "$1" ;;
+  esac
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "wrk -t1, $ROUNDS rounds of $DURATION per target, targets in alternation; medians shown"
+printf '\n%-8s %-6s %-8s %12s %9s %9s\n' workers conns target "requests/s" "p50 ms" "p99 ms"
+for w in $WORKERS; do
+  start_nginx "$w"
+  start_gateway "$w"
+  for c in $CONNS; do
+    declare -A rps=() p50=() p99=()
+    for r in $(seq "$ROUNDS"); do
+      for t in direct nginx gateway; do
+        case $t in direct) addr=$B1 ;; nginx) addr=$NGINX ;; gateway) addr=$GATEWAY ;; esac
+        read -r a b cc < <(measure "$addr" "$c")
+        rps[$t]+="$a "; p50[$t]+="$b "; p99[$t]+="$cc "
+      done
+    done
+    for t in direct nginx gateway; do
+      m_rps=$(tr ' ' '\n' <<<"${rps[$t]}" | grep . | median)
+      m_p50=$(tr ' ' '\n' <<<"${p50[$t]}" | grep . | median)
+      m_p99=$(tr ' ' '\n' <<<"${p99[$t]}" | grep . | median)
+      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f\n' "$w" "$c" "$t" "$m_rps" "$m_p50" "$m_p99"
+      eval "last_${t}_rps=$m_rps last_${t}_p99=$m_p99"
+    done
+    printf '%-8s %-6s %-8s %12s %9s %9s\n' "$w" "$c" "ratio" \
+      "$(awk -v g="$last_gateway_rps" -v n="$last_nginx_rps" 'BEGIN {printf "%.2fx", g / n}')" "" \
+      "$(awk -v g="$last_gateway_p99" -v n="$last_nginx_p99" 'BEGIN {printf "%.2fx", g / n}')"
+    unset rps p50 p99
+  done
+  stop
+done
+
+# Memory: the gateway holding many idle client connections.
+start_gateway 1
+rss() { awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status"; }
+before=$(rss)
+fifo="$tmp/idle.fifo"
+mkfifo "$fifo"
+python3 bench/idle_conns.py "${GATEWAY%:*}" "${GATEWAY#*:}" "$IDLE" <"$fifo" >"$tmp/idle.out" &
+idle_pid=$!
+exec 9>"$fifo"
+for _ in $(seq 600); do grep -q open "$tmp/idle.out" 2>/dev/null && break; sleep 0.1; done
+sleep 1
+held=$(rss)
+echo
+echo "memory: gateway RSS $((before / 1024)) MiB idle, $((held / 1024)) MiB holding $(cat "$tmp/idle.out" | awk '{print $2}') idle connections"
+exec 9>&-
+wait "$idle_pid" 2>/dev/null || true
+stop
