@@ -85,6 +85,7 @@ mod outlier;
 mod peer;
 mod peer_set;
 pub mod policy;
+pub mod stats;
 pub mod upstream;
 
 pub use body::ResponseBody;

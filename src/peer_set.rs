@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::stats::{Counters, Outcome, PeerStats};
 use crate::{OutlierDetection, Peer};
 
 /// The run-time state of one peer, shared by every clone of the upstream.
@@ -27,6 +28,7 @@ pub struct PeerState {
     epoch: Instant,
     /// When the peer came back, for slow start (ms since the epoch; 0: not ramping).
     recovered_at: AtomicU64,
+    counters: Counters,
     /// The set's health generation, shared by its peers: bumped on every change that can
     /// alter the round-robin sequence (a failure, a status change, a recovery).
     generation: Arc<AtomicU64>,
@@ -229,6 +231,7 @@ impl PeerSet {
                 epoch,
                 recovered_at: AtomicU64::new(0),
                 generation: Arc::clone(&generation),
+                counters: Counters::default(),
                 max_conns: p.max_conns,
                 status: AtomicU8::new(if p.down {
                     PeerStatus::Down
@@ -290,6 +293,48 @@ impl PeerSet {
     /// All peers in configuration order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &PeerState> {
         self.peers.iter()
+    }
+
+    /// Counts the outcome of one attempt on peer `index` in its statistics.
+    pub(crate) fn count(&self, index: usize, outcome: Outcome, elapsed: Duration, now: Instant) {
+        let now = self.millis(now);
+        self.peers[index].counters.count(outcome, elapsed, now);
+    }
+
+    /// Counts a response with a listed status as a failure too.
+    pub(crate) fn count_listed(&self, index: usize, now: Instant) {
+        let now = self.millis(now);
+        self.peers[index].counters.count_listed(now);
+    }
+
+    /// A snapshot of every peer's state and counters.
+    pub fn stats(&self, backup: bool, now: Instant) -> Vec<PeerStats> {
+        let now_ms = self.millis(now);
+        let weights = self.weights().clone();
+        self.peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (requests, responses, failures, last, response_time) = p.counters.snapshot();
+                PeerStats {
+                    name: p.name.to_string(),
+                    route: p.route.to_string(),
+                    backup,
+                    status: p.status(),
+                    available: self.is_available_at(i, now_ms),
+                    weight: p.weight,
+                    effective_weight: weights[i].effective,
+                    fails: p.fails(),
+                    active: p.active(),
+                    requests,
+                    responses,
+                    failures,
+                    last_failure: (last != 0)
+                        .then(|| Duration::from_millis(now_ms.saturating_sub(last))),
+                    response_time,
+                }
+            })
+            .collect()
     }
 
     /// The health generation: it changes whenever a failure, a status change or a recovery

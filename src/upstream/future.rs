@@ -19,6 +19,7 @@ use super::replay::{Buffering, Replay, ReplayBody};
 use super::{Condition, SelectedPeer, Selection, Upstream};
 use crate::body::{Active, ResponseBody};
 use crate::policy::Policy;
+use crate::stats::{FailureKind, Outcome};
 use crate::BoxError;
 
 pin_project! {
@@ -64,6 +65,7 @@ where
 struct Attempt {
     active: Active,
     selected: SelectedPeer,
+    started: Instant,
 }
 
 /// The response the upstream makes itself for `status`: the configured error page, or a
@@ -148,7 +150,11 @@ where
             .body();
         let req = Request::from_parts(self.parts.clone(), body);
         let future = tier.services[index].clone().oneshot(req);
-        self.current = Some(Attempt { active, selected });
+        self.current = Some(Attempt {
+            active,
+            selected,
+            started: now,
+        });
         Some(future)
     }
 
@@ -233,13 +239,18 @@ where
                 }
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
-                    let Attempt { active, selected } =
-                        ctx.current.take().expect("an attempt is under way");
+                    let Attempt {
+                        active,
+                        selected,
+                        started,
+                    } = ctx.current.take().expect("an attempt is under way");
                     let now = Instant::now();
+                    let elapsed = now.saturating_duration_since(started);
                     let peers = active.peers();
                     match result {
                         Ok(res) => {
                             let status = res.status().as_u16();
+                            peers.count(active.index(), Outcome::Status(status), elapsed, now);
                             peers.observe(active.index(), status >= 500, now);
                             let listed = Condition::for_status(status)
                                 .filter(|&c| ctx.upstream.next.contains(c));
@@ -251,6 +262,7 @@ where
                             // Listed statuses count as failures, except 403 and 404 (nginx).
                             let counts = !matches!(status, 403 | 404);
                             peers.record(active.index(), counts, now);
+                            peers.count_listed(active.index(), now);
                             if ctx.may_retry(condition, true) {
                                 if let Some(future) = ctx.start() {
                                     tracing::debug!(peer = %selected.name(), status, "next upstream");
@@ -266,6 +278,12 @@ where
                         Err(err) => {
                             let err: BoxError = err.into();
                             let failed = classify(&*err);
+                            let kind = match failed.condition {
+                                Condition::Timeout => FailureKind::Timeout,
+                                Condition::InvalidHeader => FailureKind::InvalidHeader,
+                                _ => FailureKind::Error,
+                            };
+                            peers.count(active.index(), Outcome::Failed(kind), elapsed, now);
                             peers.record(active.index(), true, now);
                             peers.observe(active.index(), true, now);
                             drop(active);

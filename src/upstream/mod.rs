@@ -296,6 +296,20 @@ where
         &self.shared.policy
     }
 
+    /// A snapshot of every peer's state and counters, primaries then backups; cheap enough
+    /// for a status page polled every second.
+    pub fn stats(&self) -> crate::stats::UpstreamStats {
+        let now = tokio::time::Instant::now();
+        let mut peers = self.primary().stats(false, now);
+        if let Some(backup) = self.backup() {
+            peers.extend(backup.stats(true, now));
+        }
+        crate::stats::UpstreamStats {
+            name: self.name().to_owned(),
+            peers,
+        }
+    }
+
     /// The retry rules (nginx `proxy_next_upstream`).
     pub fn next_upstream(&self) -> &NextUpstream {
         &self.next

@@ -408,3 +408,29 @@ async fn everything_failed_answers_502_unless_quick_recovery() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn stats_count_responses_and_failures() {
+    let log = Log::default();
+    let u = Upstream::builder()
+        .peer(peer("a", Does::Refuse, &log))
+        .peer(peer("b", Does::Status(502), &log))
+        .peer(peer("c", Does::Answer, &log))
+        .peer(peer("spare", Does::Answer, &log).backup())
+        .next_upstream(NextUpstream::parse("error timeout http_502").unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(get(&u).await.0, 200);
+    let stats = u.stats();
+    let by_name = |n: &str| stats.peers.iter().find(|p| p.name == n).unwrap().clone();
+    let (a, b, c, spare) = (by_name("a"), by_name("b"), by_name("c"), by_name("spare"));
+    assert_eq!(
+        (a.requests, a.failures.error, a.fails, a.available),
+        (1, 1, 1, false)
+    );
+    assert_eq!((b.requests, b.responses[4], b.failures.status), (1, 1, 1));
+    assert_eq!((c.requests, c.responses[1], c.failures.total()), (1, 1, 0));
+    assert!(c.response_time.is_some() && a.last_failure.is_some());
+    assert_eq!((spare.backup, spare.requests), (true, 0));
+    assert_eq!(stats.name, "upstream");
+}

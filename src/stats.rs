@@ -1,0 +1,183 @@
+//! Per-peer statistics: a cheap snapshot of every peer's state and counters.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::PeerStatus;
+
+/// What one attempt on a peer ended in, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A response with this status.
+    Status(u16),
+    /// A failure of this kind (see [`Failures`]).
+    Failed(FailureKind),
+}
+
+/// The kinds of failure counted per peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    Error = 0,
+    Timeout = 1,
+    InvalidHeader = 2,
+    /// A status listed in `proxy_next_upstream` (`http_502`, ...).
+    Status = 3,
+}
+
+/// Lock-free counters of one peer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    requests: AtomicU64,
+    classes: [AtomicU64; 5],
+    failures: [AtomicU64; 4],
+    /// Milliseconds since the set's epoch, 0 for never.
+    last_failure: AtomicU64,
+    /// Exponentially weighted moving average of the time to the response head, in
+    /// microseconds; 0 until the first response.
+    ewma_us: AtomicU64,
+}
+
+/// Weight of the newest sample in the response-time average.
+const EWMA_ALPHA: f64 = 0.2;
+
+impl Counters {
+    pub(crate) fn count(&self, outcome: Outcome, elapsed: Duration, now_ms: u64) {
+        self.requests.fetch_add(1, Relaxed);
+        match outcome {
+            Outcome::Status(status) => {
+                if let Some(c) = self.classes.get(usize::from(status / 100).wrapping_sub(1)) {
+                    c.fetch_add(1, Relaxed);
+                }
+                let sample = (elapsed.as_micros() as u64).max(1);
+                let _ = self.ewma_us.fetch_update(Relaxed, Relaxed, |old| {
+                    Some(if old == 0 {
+                        sample
+                    } else {
+                        ((old as f64) + EWMA_ALPHA * (sample as f64 - old as f64)).max(1.0) as u64
+                    })
+                });
+            }
+            Outcome::Failed(kind) => {
+                self.failures[kind as usize].fetch_add(1, Relaxed);
+                self.last_failure.store(now_ms, Relaxed);
+            }
+        }
+    }
+
+    /// A listed status is a response and a failure at once.
+    pub(crate) fn count_listed(&self, now_ms: u64) {
+        self.failures[FailureKind::Status as usize].fetch_add(1, Relaxed);
+        self.last_failure.store(now_ms, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> (u64, [u64; 5], Failures, u64, Option<Duration>) {
+        let f = |k: FailureKind| self.failures[k as usize].load(Relaxed);
+        let ewma = self.ewma_us.load(Relaxed);
+        (
+            self.requests.load(Relaxed),
+            std::array::from_fn(|i| self.classes[i].load(Relaxed)),
+            Failures {
+                error: f(FailureKind::Error),
+                timeout: f(FailureKind::Timeout),
+                invalid_header: f(FailureKind::InvalidHeader),
+                status: f(FailureKind::Status),
+            },
+            self.last_failure.load(Relaxed),
+            (ewma != 0).then(|| Duration::from_micros(ewma)),
+        )
+    }
+}
+
+/// Failures of a peer by kind, since the upstream was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Failures {
+    /// Connection and transfer errors.
+    pub error: u64,
+    /// Connect and read timeouts.
+    pub timeout: u64,
+    /// Invalid response heads.
+    pub invalid_header: u64,
+    /// Responses with a status listed in `proxy_next_upstream`.
+    pub status: u64,
+}
+
+impl Failures {
+    /// All failures.
+    pub fn total(&self) -> u64 {
+        self.error + self.timeout + self.invalid_header + self.status
+    }
+}
+
+/// A snapshot of one peer; see [`Upstream::stats`](crate::Upstream::stats).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// The peer's name.
+    pub name: String,
+    /// The peer's route.
+    pub route: String,
+    /// Whether it is a backup peer.
+    pub backup: bool,
+    /// Its administrative status.
+    pub status: PeerStatus,
+    /// Whether a new request could be sent to it now.
+    pub available: bool,
+    /// Configured weight.
+    pub weight: u32,
+    /// nginx's `effective_weight` now (lower after failures).
+    pub effective_weight: i64,
+    /// Failures counted towards `max_fails` now.
+    pub fails: u32,
+    /// Requests in flight.
+    pub active: u32,
+    /// Attempts sent to the peer.
+    pub requests: u64,
+    /// Responses by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub responses: [u64; 5],
+    /// Failures by kind.
+    pub failures: Failures,
+    /// How long ago the last failure was.
+    pub last_failure: Option<Duration>,
+    /// Moving average of the time to the response head.
+    pub response_time: Option<Duration>,
+}
+
+/// A snapshot of an upstream; see [`Upstream::stats`](crate::Upstream::stats).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct UpstreamStats {
+    /// The upstream's name.
+    pub name: String,
+    /// Its peers, primaries then backups, in configuration order.
+    pub peers: Vec<PeerStats>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_average() {
+        let c = Counters::default();
+        c.count(Outcome::Status(200), Duration::from_millis(10), 5);
+        c.count(Outcome::Status(503), Duration::from_millis(20), 6);
+        c.count(
+            Outcome::Failed(FailureKind::Timeout),
+            Duration::from_secs(1),
+            7,
+        );
+        c.count_listed(8);
+        let (requests, classes, failures, last, ewma) = c.snapshot();
+        assert_eq!(requests, 3);
+        assert_eq!(classes, [0, 1, 0, 0, 1]);
+        assert_eq!(
+            (failures.timeout, failures.status, failures.total()),
+            (1, 1, 2)
+        );
+        assert_eq!(last, 8);
+        // 10 ms, then 20 % of the way to 20 ms: 12 ms.
+        assert_eq!(ewma, Some(Duration::from_millis(12)));
+        c.count(Outcome::Status(999), Duration::ZERO, 9); // no class, no panic
+    }
+}
