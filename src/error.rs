@@ -36,6 +36,12 @@ pub enum ConfigError {
         /// The word.
         value: String,
     },
+    /// No peer has that name.
+    #[error("no peer is named `{peer}`")]
+    UnknownPeer {
+        /// The name.
+        peer: String,
+    },
     /// Two peers share a route name (routes identify peers for session affinity).
     #[error("two peers have the route `{route}`")]
     DuplicateRoute {

@@ -20,7 +20,7 @@ use crate::{OutlierDetection, Peer};
 pub struct PeerState {
     name: Arc<str>,
     route: Arc<str>,
-    weight: u32,
+    weight: AtomicU32,
     max_fails: u32,
     fail_timeout_ms: u64,
     slow_start_ms: u64,
@@ -46,6 +46,34 @@ pub struct PeerState {
 }
 
 impl PeerState {
+    fn new<S>(p: &Peer<S>, epoch: Instant, generation: &Arc<AtomicU64>) -> Self {
+        Self {
+            name: p.name.clone(),
+            route: p.route.clone().unwrap_or_else(|| p.name.clone()),
+            weight: AtomicU32::new(p.weight),
+            max_fails: p.max_fails,
+            fail_timeout_ms: p.fail_timeout.as_millis().min(u64::MAX as u128) as u64,
+            slow_start_ms: p.slow_start.as_millis().min(u64::MAX as u128) as u64,
+            epoch,
+            recovered_at: AtomicU64::new(0),
+            generation: Arc::clone(generation),
+            counters: Counters::default(),
+            max_conns: p.max_conns,
+            status: AtomicU8::new(if p.down {
+                PeerStatus::Down
+            } else {
+                PeerStatus::Active
+            } as u8),
+            fails: AtomicU32::new(0),
+            conns: AtomicU32::new(0),
+            checked: AtomicU64::new(0),
+            accessed: AtomicU64::new(0),
+            consecutive_5xx: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+        }
+    }
+
     /// The peer's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -58,7 +86,7 @@ impl PeerState {
 
     /// The configured weight.
     pub fn weight(&self) -> u32 {
-        self.weight
+        self.weight.load(Relaxed)
     }
 
     /// The configured `max_fails`.
@@ -106,7 +134,7 @@ impl PeerState {
     /// least 1).
     #[inline]
     pub(crate) fn ramp_cap(&self, now_ms: u64) -> i64 {
-        let weight = i64::from(self.weight);
+        let weight = i64::from(self.weight());
         let since = self.recovered_at.load(Relaxed);
         if since == 0 {
             return weight;
@@ -115,7 +143,7 @@ impl PeerState {
         if elapsed >= self.slow_start_ms {
             return weight;
         }
-        let cap = u128::from(self.weight) * u128::from(elapsed) / u128::from(self.slow_start_ms);
+        let cap = u128::from(self.weight()) * u128::from(elapsed) / u128::from(self.slow_start_ms);
         (cap as i64).max(1)
     }
 
@@ -148,7 +176,7 @@ impl fmt::Debug for PeerState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerState")
             .field("name", &self.name)
-            .field("weight", &self.weight)
+            .field("weight", &self.weight())
             .field("status", &self.status())
             .field("fails", &self.fails())
             .field("active", &self.active())
@@ -199,7 +227,7 @@ pub struct Weights {
 /// assert_eq!(set.get(1).unwrap().name(), "b");
 /// ```
 pub struct PeerSet {
-    peers: Box<[PeerState]>,
+    peers: Box<[Arc<PeerState>]>,
     weights: Mutex<Box<[Weights]>>,
     total_weight: u64,
     single: bool,
@@ -217,51 +245,57 @@ impl PeerSet {
     }
 
     pub(crate) fn build<S>(peers: &[Peer<S>], single: bool) -> Self {
-        let epoch = Instant::now();
-        let generation = Arc::new(AtomicU64::new(0));
-        let states: Box<[PeerState]> = peers
-            .iter()
-            .map(|p| PeerState {
-                name: p.name.clone(),
-                route: p.route.clone().unwrap_or_else(|| p.name.clone()),
-                weight: p.weight,
-                max_fails: p.max_fails,
-                fail_timeout_ms: p.fail_timeout.as_millis().min(u64::MAX as u128) as u64,
-                slow_start_ms: p.slow_start.as_millis().min(u64::MAX as u128) as u64,
-                epoch,
-                recovered_at: AtomicU64::new(0),
-                generation: Arc::clone(&generation),
-                counters: Counters::default(),
-                max_conns: p.max_conns,
-                status: AtomicU8::new(if p.down {
-                    PeerStatus::Down
-                } else {
-                    PeerStatus::Active
-                } as u8),
-                fails: AtomicU32::new(0),
-                conns: AtomicU32::new(0),
-                checked: AtomicU64::new(0),
-                accessed: AtomicU64::new(0),
-                consecutive_5xx: AtomicU32::new(0),
-                ejections: AtomicU32::new(0),
-                ejected_until: AtomicU64::new(0),
-            })
-            .collect();
-        let weights = peers
-            .iter()
-            .map(|p| Weights {
-                current: 0,
-                effective: i64::from(p.weight),
-            })
-            .collect();
+        Self::rebuild(peers, single, None)
+    }
+
+    /// A set of `peers`; those already in `previous` (same name) keep their state, their
+    /// counters and their round-robin weights, so a change of membership disturbs nobody
+    /// else. In-flight requests still hold `previous` and finish on it.
+    pub(crate) fn rebuild<S>(peers: &[Peer<S>], single: bool, previous: Option<&PeerSet>) -> Self {
+        let epoch = previous.map_or_else(Instant::now, |p| p.epoch);
+        let generation = previous.map_or_else(
+            || Arc::new(AtomicU64::new(0)),
+            |p| Arc::clone(&p.generation),
+        );
+        let old = |name: &str| {
+            let set = previous?;
+            let i = set.peers.iter().position(|p| &*p.name == name)?;
+            Some((Arc::clone(&set.peers[i]), set.weights()[i]))
+        };
+        let mut states = Vec::with_capacity(peers.len());
+        let mut weights = Vec::with_capacity(peers.len());
+        for p in peers {
+            match old(&p.name) {
+                Some((state, w)) => {
+                    let changed = state.weight.swap(p.weight, Relaxed) != p.weight;
+                    weights.push(if changed {
+                        Weights {
+                            current: w.current,
+                            effective: i64::from(p.weight),
+                        }
+                    } else {
+                        w
+                    });
+                    states.push(state);
+                }
+                None => {
+                    weights.push(Weights {
+                        current: 0,
+                        effective: i64::from(p.weight),
+                    });
+                    states.push(Arc::new(PeerState::new(p, epoch, &generation)));
+                }
+            }
+        }
+        generation.fetch_add(1, Relaxed);
         Self {
             total_weight: peers.iter().map(|p| u64::from(p.weight)).sum(),
-            peers: states,
-            weights: Mutex::new(weights),
+            peers: states.into(),
+            weights: Mutex::new(weights.into()),
             single,
             epoch,
             generation,
-            outlier: None,
+            outlier: previous.and_then(|p| p.outlier),
         }
     }
 
@@ -287,12 +321,17 @@ impl PeerSet {
 
     /// The peer at `index`.
     pub fn get(&self, index: usize) -> Option<&PeerState> {
-        self.peers.get(index)
+        self.peers.get(index).map(|p| &**p)
+    }
+
+    /// The shared state of the peer at `index`, which outlives membership changes.
+    pub fn get_shared(&self, index: usize) -> Option<Arc<PeerState>> {
+        self.peers.get(index).cloned()
     }
 
     /// All peers in configuration order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &PeerState> {
-        self.peers.iter()
+        self.peers.iter().map(|p| &**p)
     }
 
     /// Counts the outcome of one attempt on peer `index` in its statistics.
@@ -322,7 +361,7 @@ impl PeerSet {
                     backup,
                     status: p.status(),
                     available: self.is_available_at(i, now_ms),
-                    weight: p.weight,
+                    weight: p.weight(),
                     effective_weight: weights[i].effective,
                     fails: p.fails(),
                     active: p.active(),
@@ -351,8 +390,8 @@ impl PeerSet {
             .zip(weights)
             .enumerate()
             .all(|(i, (p, w))| {
-                w.effective == i64::from(p.weight)
-                    && p.ramp_cap(now_ms) == i64::from(p.weight)
+                w.effective == i64::from(p.weight())
+                    && p.ramp_cap(now_ms) == i64::from(p.weight())
                     && self.is_available_at(i, now_ms)
             })
     }
@@ -463,7 +502,7 @@ impl PeerSet {
             let fails = p.fails.fetch_add(1, Relaxed) + 1;
             p.accessed.store(now, Relaxed);
             p.checked.store(now, Relaxed);
-            if let Some(drop) = p.weight.checked_div(p.max_fails) {
+            if let Some(drop) = p.weight().checked_div(p.max_fails) {
                 let mut w = self.weights();
                 let e = &mut w[index].effective;
                 *e = (*e - i64::from(drop)).max(0);

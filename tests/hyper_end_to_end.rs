@@ -85,9 +85,10 @@ async fn ip_hash_sticks_per_client_network() {
         // The peer nginx's ip_hash picks for this client, computed by the policy alone.
         let tried = Tried::new();
         let policy = IpHash::new();
-        let ranges = policy.build_index(upstream.primary());
+        let primary = upstream.primary();
+        let ranges = policy.build_index(&primary);
         let mut key = IpHashKey::new(Some(IpAddr::V4(client)));
-        let candidates = Candidates::new(upstream.primary(), &tried, Instant::now());
+        let candidates = Candidates::new(&primary, &tried, Instant::now());
         let want =
             Policy::<http::Request<()>>::pick(&policy, &candidates, &ranges, &mut key).unwrap();
         for _ in 0..4 {

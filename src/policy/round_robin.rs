@@ -82,9 +82,13 @@ impl Schedule {
             current[best] -= len as i64;
             cycle.push(best as u32);
         }
-        let healthy = peers.iter().enumerate().all(|(i, _)| {
-            peers.is_available_at(i, 0) && peers.get(i).is_some_and(|p| !p.is_down())
-        });
+        // The cycle starts from all-zero weights; a set rebuilt after a membership change
+        // carries its peers' weights over, and starts on nginx's loop until realigned.
+        let at_start = peers.weights().iter().all(|w| w.current == 0);
+        let healthy = at_start
+            && peers.iter().enumerate().all(|(i, _)| {
+                peers.is_available_at(i, 0) && peers.get(i).is_some_and(|p| !p.is_down())
+            });
         Some(Self {
             cycle: cycle.into(),
             total: weights.iter().sum::<u64>() as i64,

@@ -1,4 +1,6 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -6,10 +8,11 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-use super::{ErrorPage, NextUpstream, Shared, Tier, Upstream};
-use crate::affinity::{Affinity, Fallback, Table};
+use super::members::{Members, Settings};
+use super::{ErrorPage, NextUpstream, Shared, Upstream};
+use crate::affinity::{Affinity, Fallback};
 use crate::policy::{BuildIndex, RoundRobin};
-use crate::{ConfigError, OutlierDetection, Peer, PeerSet, MAX_WEIGHT};
+use crate::{ConfigError, OutlierDetection, Peer};
 
 /// Builds an [`Upstream`]; see [`Upstream::builder`].
 #[must_use]
@@ -176,83 +179,36 @@ impl<S, P> Builder<S, P> {
     /// a name, or the unavailable status is not a 5xx.
     pub fn build(self) -> Result<Upstream<S, P>, ConfigError>
     where
+        S: Clone,
         P: BuildIndex,
     {
-        let upstream = self.name.to_string();
-        let mut names = HashSet::new();
-        for p in &self.peers {
-            if !(1..=MAX_WEIGHT).contains(&p.weight) {
-                return Err(ConfigError::InvalidWeight {
-                    peer: p.name.to_string(),
-                    weight: p.weight,
-                });
-            }
-            if !names.insert(p.name.clone()) {
-                return Err(ConfigError::DuplicatePeer {
-                    upstream,
-                    peer: p.name.to_string(),
-                });
-            }
-        }
         if !self.unavailable.is_server_error() {
             return Err(ConfigError::NotServerError {
                 status: self.unavailable.as_u16(),
             });
         }
-        let (backup, primary): (Vec<_>, Vec<_>) = self.peers.into_iter().partition(|p| p.backup);
-        if primary.is_empty() {
-            return Err(ConfigError::NoPeers { upstream });
-        }
-        // nginx's "single" case: one primary and no backup peer.
-        let single = primary.len() == 1 && backup.is_empty();
-        let outlier = self.outlier;
-        let primary = Tier::new(&self.policy, primary, single, outlier);
-        let backup = (!backup.is_empty()).then(|| Tier::new(&self.policy, backup, false, outlier));
-        let affinity = match self.affinity {
-            Some(a) => Some(Table::new(
-                a,
-                self.fallback,
-                &primary.peers,
-                backup.as_ref().map(|t| &*t.peers),
-            )?),
-            None => None,
+        let affinity = self.affinity.map(|a| (a, self.fallback));
+        let settings = Settings {
+            name: &self.name,
+            policy: &self.policy,
+            outlier: self.outlier,
+            affinity: affinity.as_ref(),
         };
+        let members = Members::build(self.peers, &settings, None)?;
         Ok(Upstream {
             shared: Arc::new(Shared {
                 name: self.name,
                 policy: self.policy,
-                primary,
-                backup,
                 unavailable: self.unavailable,
                 error_pages: self.error_pages,
                 quick_recovery: self.quick_recovery,
+                outlier: self.outlier,
                 affinity,
+                members: ArcSwap::from_pointee(members),
+                changes: Default::default(),
             }),
-            next: std::sync::Arc::new(self.next),
+            next: Arc::new(self.next),
         })
-    }
-}
-
-impl<S, P> Tier<S, P>
-where
-    P: BuildIndex,
-{
-    fn new(
-        policy: &P,
-        peers: Vec<Peer<S>>,
-        single: bool,
-        outlier: Option<OutlierDetection>,
-    ) -> Self {
-        let mut set = PeerSet::build(&peers, single);
-        if let Some(od) = outlier {
-            set = set.with_outlier_detection(od);
-        }
-        let index = policy.build_index(&set);
-        Tier {
-            peers: Arc::new(set),
-            services: peers.into_iter().map(|p| p.service).collect(),
-            index,
-        }
     }
 }
 

@@ -15,6 +15,7 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use super::classify::{classify, is_non_idempotent};
+use super::members::Members;
 use super::replay::{Buffering, Replay, ReplayBody};
 use super::{Condition, SelectedPeer, Selection, Upstream};
 use crate::body::{Active, ResponseBody};
@@ -51,6 +52,8 @@ where
     P: Policy<Request<B>>,
 {
     upstream: Upstream<S, P>,
+    /// The peers as they were when the request came in, for all its attempts.
+    members: Arc<Members<S, P>>,
     parts: Parts,
     buffering: Option<Buffering<B>>,
     replay: Option<Replay<B>>,
@@ -99,7 +102,8 @@ where
     B::Error: Into<BoxError>,
 {
     pub(crate) fn new(upstream: Upstream<S, P>, mut req: Request<B>) -> Self {
-        let sticky = match &upstream.shared.affinity {
+        let members = upstream.shared.members.load_full();
+        let sticky = match &members.affinity {
             Some(table) => table.extract(&mut req),
             None => Default::default(),
         };
@@ -118,6 +122,7 @@ where
                 max_attempts: None,
                 started: Instant::now(),
                 current: None,
+                members,
                 upstream,
             },
         }
@@ -135,7 +140,7 @@ where
     fn start(&mut self) -> Option<Oneshot<S, Request<ReplayBody<B>>>> {
         let now = Instant::now();
         let shared = &*self.upstream.shared;
-        let (tier, index) = shared.select(&mut self.selection, now)?;
+        let (tier, index) = self.members.select(shared, &mut self.selection, now)?;
         let active = Active::acquire(Arc::clone(&tier.peers), index, now);
         let selected = SelectedPeer {
             peers: Arc::clone(&tier.peers),
@@ -175,7 +180,7 @@ where
         // `proxy_next_upstream_tries`. Counted only once a retry is considered.
         let max = *self
             .max_attempts
-            .get_or_insert_with(|| self.upstream.shared.tries().min(next.max_tries()));
+            .get_or_insert_with(|| self.members.tries().min(next.max_tries()));
         if self.attempts >= max {
             return false;
         }
@@ -331,7 +336,7 @@ where
         selected: SelectedPeer,
     ) -> Response<ResponseBody<R>> {
         let (mut parts, body) = res.into_parts();
-        if let Some(table) = &self.upstream.shared.affinity {
+        if let Some(table) = &self.members.affinity {
             table.respond(&self.selection.sticky, selected.route(), &mut parts.headers);
         }
         self.decide(&mut parts.extensions);
@@ -343,7 +348,7 @@ where
     fn decide(&self, extensions: &mut http::Extensions) {
         let shared = &self.upstream.shared;
         let policy_source = shared.policy.affinity_source();
-        if shared.affinity.is_none() && policy_source.is_none() {
+        if self.members.affinity.is_none() && policy_source.is_none() {
             return;
         }
         let decision = self.selection.decision(policy_source);

@@ -156,11 +156,13 @@ use tower::Service;
 
 use crate::body::ResponseBody;
 use crate::policy::{BuildIndex, Policy, RoundRobin};
-use crate::{BoxError, PeerSet, PeerState};
+use crate::{BoxError, ConfigError, Peer, PeerSet, PeerState};
 
 mod builder;
 mod classify;
+mod discovery;
 pub mod future;
+mod members;
 mod next;
 mod replay;
 mod select;
@@ -170,6 +172,8 @@ pub use future::ResponseFuture;
 pub use next::{Condition, NextUpstream, NextUpstreamLayer};
 pub use replay::ReplayBody;
 
+use arc_swap::ArcSwap;
+use members::Members;
 use select::Selection;
 
 /// A load-balanced set of peers; see the [module docs](self).
@@ -187,12 +191,13 @@ where
 {
     name: Arc<str>,
     policy: P,
-    primary: Tier<S, P>,
-    backup: Option<Tier<S, P>>,
     unavailable: StatusCode,
     error_pages: HashMap<StatusCode, ErrorPage>,
     quick_recovery: bool,
-    affinity: Option<crate::affinity::Table>,
+    outlier: Option<crate::OutlierDetection>,
+    affinity: Option<(crate::affinity::Affinity, crate::affinity::Fallback)>,
+    members: ArcSwap<Members<S, P>>,
+    changes: std::sync::Mutex<()>,
 }
 
 /// The body of a response the upstream makes itself (nginx `error_page`).
@@ -273,22 +278,37 @@ where
         &self.shared.name
     }
 
-    /// The primary peers' state.
-    pub fn primary(&self) -> &PeerSet {
-        &self.shared.primary.peers
+    /// The primary peers' state (of the current membership).
+    pub fn primary(&self) -> Arc<PeerSet> {
+        Arc::clone(&self.shared.members.load().primary.peers)
     }
 
     /// The backup peers' state, if there are backup peers.
-    pub fn backup(&self) -> Option<&PeerSet> {
-        self.shared.backup.as_ref().map(|t| &*t.peers)
+    pub fn backup(&self) -> Option<Arc<PeerSet>> {
+        self.shared
+            .members
+            .load()
+            .backup
+            .as_ref()
+            .map(|t| Arc::clone(&t.peers))
     }
 
-    /// The state of the peer called `name`, primary or backup.
-    pub fn peer(&self, name: &str) -> Option<&PeerState> {
-        std::iter::once(self.primary())
-            .chain(self.backup())
-            .flat_map(PeerSet::iter)
-            .find(|p| p.name() == name)
+    /// The state of the peer called `name`, primary or backup. It is shared by every clone
+    /// and survives membership changes.
+    pub fn peer(&self, name: &str) -> Option<Arc<PeerState>> {
+        let members = self.shared.members.load();
+        std::iter::once(&members.primary)
+            .chain(&members.backup)
+            .find_map(|t| {
+                let i = t.peers.iter().position(|p| p.name() == name)?;
+                t.peers.get_shared(i)
+            })
+    }
+
+    /// The names of the peers, primaries and backups, in configuration order.
+    pub fn peer_names(&self) -> Vec<String> {
+        let members = self.shared.members.load();
+        members.peers.iter().map(|p| p.name().to_owned()).collect()
     }
 
     /// The selection policy.
@@ -300,9 +320,10 @@ where
     /// for a status page polled every second.
     pub fn stats(&self) -> crate::stats::UpstreamStats {
         let now = tokio::time::Instant::now();
-        let mut peers = self.primary().stats(false, now);
-        if let Some(backup) = self.backup() {
-            peers.extend(backup.stats(true, now));
+        let members = self.shared.members.load();
+        let mut peers = members.primary.peers.stats(false, now);
+        if let Some(backup) = &members.backup {
+            peers.extend(backup.peers.stats(true, now));
         }
         crate::stats::UpstreamStats {
             name: self.name().to_owned(),
@@ -325,6 +346,77 @@ where
     }
 }
 
+/// # Membership changes
+///
+/// Peers are added, removed and re-weighted at run time, from any clone. The change is
+/// atomic: a request sees either the old peers or the new ones, and requests already under
+/// way finish on the peers they started with. Peers that stay keep their state (failures,
+/// active requests, counters) and their round-robin position, so the sequence stays smooth;
+/// the consistent-hash ring and `ip_hash` move only the keys nginx would move.
+///
+/// ```
+/// # use tower_upstream::{upstream::ReplayBody, Peer, Upstream};
+/// # let svc = tower::service_fn(|_: http::Request<ReplayBody<String>>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// # });
+/// let upstream = Upstream::builder().peer(Peer::new("a", svc.clone())).build().unwrap();
+/// upstream.add_peer(Peer::new("b", svc).weight(3)).unwrap();
+/// upstream.set_weight("a", 2).unwrap();
+/// upstream.remove_peer("b").unwrap();
+/// assert_eq!(upstream.peer_names(), ["a"]);
+/// assert_eq!(upstream.peer("a").unwrap().weight(), 2);
+/// assert!(upstream.remove_peer("a").is_err()); // an upstream keeps at least one primary
+/// ```
+impl<S, P> Upstream<S, P>
+where
+    S: Clone,
+    P: BuildIndex,
+{
+    /// Adds a peer (after the others).
+    pub fn add_peer(&self, peer: Peer<S>) -> Result<(), ConfigError> {
+        self.shared.change(|peers| {
+            peers.push(peer);
+            Ok(())
+        })
+    }
+
+    /// Removes the peer called `name`; its in-flight requests finish.
+    pub fn remove_peer(&self, name: &str) -> Result<(), ConfigError> {
+        self.shared.change(|peers| {
+            let i = find(peers, name)?;
+            drop(peers.remove(i));
+            Ok(())
+        })
+    }
+
+    /// Changes the weight of the peer called `name`.
+    pub fn set_weight(&self, name: &str, weight: u32) -> Result<(), ConfigError> {
+        self.shared.change(|peers| {
+            let i = find(peers, name)?;
+            peers[i].weight = weight;
+            Ok(())
+        })
+    }
+
+    /// Changes the status of the peer called `name` (`Draining`, `Down`, `Active`).
+    pub fn set_status(&self, name: &str, status: crate::PeerStatus) -> Result<(), ConfigError> {
+        let peer = self.peer(name).ok_or_else(|| ConfigError::UnknownPeer {
+            peer: name.to_owned(),
+        })?;
+        peer.set_status(status);
+        Ok(())
+    }
+}
+
+fn find<S>(peers: &[Peer<S>], name: &str) -> Result<usize, ConfigError> {
+    peers
+        .iter()
+        .position(|p| p.name() == name)
+        .ok_or_else(|| ConfigError::UnknownPeer {
+            peer: name.to_owned(),
+        })
+}
+
 impl<S, P> Clone for Upstream<S, P>
 where
     P: BuildIndex,
@@ -345,8 +437,8 @@ where
         f.debug_struct("Upstream")
             .field("name", &self.shared.name)
             .field("policy", &self.shared.policy)
-            .field("primary", &self.shared.primary.peers)
-            .field("backup", &self.shared.backup.as_ref().map(|t| &t.peers))
+            .field("primary", &self.primary())
+            .field("backup", &self.backup())
             .field("next_upstream", &self.next)
             .finish()
     }

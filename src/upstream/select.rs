@@ -3,6 +3,7 @@
 
 use tokio::time::Instant;
 
+use super::members::Members;
 use super::{Shared, Tier};
 use crate::affinity::{rendezvous, AffinityDecision, AffinitySource, Place, Resolved, Sticky};
 use crate::policy::{BuildIndex, Candidates, Policy};
@@ -52,7 +53,7 @@ impl<K: Clone> Selection<K> {
     }
 }
 
-impl<S, P> Shared<S, P>
+impl<S, P> Members<S, P>
 where
     P: BuildIndex,
 {
@@ -67,6 +68,7 @@ where
     /// Picks the next peer for a request and marks it tried.
     pub(crate) fn select<Req>(
         &self,
+        shared: &Shared<S, P>,
         sel: &mut Selection<P::Key>,
         now: Instant,
     ) -> Option<(&Tier<S, P>, usize)>
@@ -74,18 +76,18 @@ where
         P: Policy<Req>,
     {
         let first = !std::mem::replace(&mut sel.attempted, true);
-        let found = self.select_once(sel, now);
+        let found = self.select_once(shared, sel, now);
         let found = match found {
             Some(found) => Some(found),
-            None if self.quick_recovery && first && !sel.refused => {
+            None if shared.quick_recovery && first && !sel.refused => {
                 // Every peer failed: forget the failures and try once more (old nginx).
-                tracing::warn!(upstream = %self.name, "all peers failed; resetting their failures");
+                tracing::warn!(upstream = %shared.name, "all peers failed; resetting their failures");
                 for tier in std::iter::once(&self.primary).chain(&self.backup) {
                     for i in 0..tier.peers.len() {
                         tier.peers.reset_fails(i);
                     }
                 }
-                self.select_once(sel, now)
+                self.select_once(shared, sel, now)
             }
             None => None,
         };
@@ -95,16 +97,22 @@ where
         Some((self.tier(backup)?, i))
     }
 
-    fn select_once<Req>(&self, sel: &mut Selection<P::Key>, now: Instant) -> Option<Place>
+    fn select_once<Req>(
+        &self,
+        shared: &Shared<S, P>,
+        sel: &mut Selection<P::Key>,
+        now: Instant,
+    ) -> Option<Place>
     where
         P: Policy<Req>,
     {
+        let policy = &shared.policy;
         if let (Some(table), Some(pin)) = (&self.affinity, sel.sticky.pin) {
             return self.select_pinned(table.fallback, pin, sel, now);
         }
         if !sel.in_backup {
             let tried = &sel.tried[0];
-            if let Some(i) = self.pick_in(&self.primary, &mut sel.key, tried, now) {
+            if let Some(i) = self.pick_in(policy, &self.primary, &mut sel.key, tried, now) {
                 return Some((false, i));
             }
             self.backup.as_ref()?;
@@ -112,7 +120,7 @@ where
             sel.key = sel.initial.clone();
         }
         let backup = self.backup.as_ref()?;
-        let i = self.pick_in(backup, &mut sel.key, &sel.tried[1], now)?;
+        let i = self.pick_in(policy, backup, &mut sel.key, &sel.tried[1], now)?;
         Some((true, i))
     }
 
@@ -183,6 +191,7 @@ where
 
     fn pick_in<Req>(
         &self,
+        policy: &P,
         tier: &Tier<S, P>,
         key: &mut P::Key,
         tried: &Tried,
@@ -195,6 +204,6 @@ where
         if tier.peers.is_single() {
             return candidates.is_candidate(0).then_some(0);
         }
-        self.policy.pick(&candidates, &tier.index, key)
+        policy.pick(&candidates, &tier.index, key)
     }
 }

@@ -1,5 +1,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -198,4 +200,156 @@ fn service_is_clone_send_sync_static() {
     assert(&u);
     fn infallible<T: tower::Service<Request<String>, Error = Infallible>>(_: &T) {}
     infallible(&u);
+}
+
+#[tokio::test]
+async fn membership_changes_keep_the_others_state() {
+    let u = Upstream::builder()
+        .peer(Peer::new("a", ok("a")))
+        .peer(Peer::new("b", ok("b")))
+        .build()
+        .unwrap();
+    let before = u.peer("a").unwrap();
+    before.set_status(crate::PeerStatus::Draining);
+    assert_eq!(send(&u).await.1.as_deref(), Some("b"));
+    u.add_peer(Peer::new("c", ok("c")).weight(2)).unwrap();
+    assert!(
+        Arc::ptr_eq(&before, &u.peer("a").unwrap()),
+        "a kept its state"
+    );
+    assert_eq!(u.peer("a").unwrap().status(), crate::PeerStatus::Draining);
+    assert_eq!(u.peer("b").unwrap().active(), 0);
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(send(&u).await.1.unwrap());
+    }
+    assert_eq!(seen.iter().filter(|n| *n == "c").count(), 4, "{seen:?}");
+    assert_eq!(seen.iter().filter(|n| *n == "b").count(), 2, "{seen:?}");
+    u.set_weight("c", 1).unwrap();
+    u.set_status("a", crate::PeerStatus::Active).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        seen.push(send(&u).await.1.unwrap());
+    }
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            seen.iter().filter(|n| *n == name).count(),
+            10,
+            "{name}: {seen:?}"
+        );
+    }
+    u.remove_peer("b").unwrap();
+    assert!(u.peer("b").is_none());
+    assert_eq!(u.peer_names(), ["a", "c"]);
+    assert_eq!(
+        u.remove_peer("nope").unwrap_err().to_string(),
+        "no peer is named `nope`"
+    );
+    assert!(u.set_weight("a", 0).is_err(), "invalid weights are refused");
+    assert_eq!(
+        u.peer_names(),
+        ["a", "c"],
+        "a refused change changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn removed_peer_finishes_its_request() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let rx = Arc::new(tokio::sync::Mutex::new(Some(rx)));
+    let slow = Svc::new(service_fn(move |_: Request<ReplayBody<String>>| {
+        let rx = rx.clone();
+        async move {
+            if let Some(rx) = rx.lock().await.take() {
+                let _ = rx.await;
+            }
+            Ok::<_, BoxError>(Response::new("slow".to_owned()))
+        }
+    }));
+    let u = Upstream::builder()
+        .peer(Peer::new("slow", slow))
+        .peer(Peer::new("other", ok("other")))
+        .build()
+        .unwrap();
+    let in_flight = tokio::spawn(u.clone().oneshot(Request::new(String::new())));
+    tokio::task::yield_now().await;
+    u.remove_peer("slow").unwrap();
+    assert_eq!(send(&u).await.1.as_deref(), Some("other"));
+    tx.send(()).unwrap();
+    let res = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        res.extensions().get::<SelectedPeer>().unwrap().name(),
+        "slow"
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"slow");
+}
+
+/// A `Discover` fed by a channel, as a registry watcher would be.
+struct Changes(tokio::sync::mpsc::UnboundedReceiver<tower::discover::Change<String, Svc>>);
+
+impl futures_core::Stream for Changes {
+    type Item = Result<tower::discover::Change<String, Svc>, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|c| c.map(Ok))
+    }
+}
+
+#[tokio::test]
+async fn discover_stream_drives_membership() {
+    use tower::discover::Change;
+    let u = Upstream::builder()
+        .peer(Peer::new("seed", ok("seed")))
+        .build()
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn({
+        let u = u.clone();
+        async move {
+            u.discover(Changes(rx), |key, svc| Peer::new(key, svc))
+                .await
+        }
+    });
+    tx.send(Change::Insert("x".into(), ok("x"))).unwrap();
+    tx.send(Change::Insert("y".into(), ok("y"))).unwrap();
+    tx.send(Change::Remove("seed".into())).unwrap();
+    tx.send(Change::Remove("unknown".into())).unwrap(); // refused, logged, not fatal
+    drop(tx);
+    driver.await.unwrap().unwrap();
+    assert_eq!(u.peer_names(), ["x", "y"]);
+    let mut seen: Vec<_> = Vec::new();
+    for _ in 0..4 {
+        seen.push(send(&u).await.1.unwrap());
+    }
+    assert_eq!(seen, ["x", "y", "x", "y"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resolve_keeps_one_peer_per_address() {
+    let u = Upstream::builder()
+        .peer(Peer::new("static", ok("static")))
+        .build()
+        .unwrap();
+    let resolver = tokio::spawn({
+        let u = u.clone();
+        async move {
+            u.resolve("127.0.0.1:18080".into(), Duration::from_secs(5), |addr| {
+                Peer::new(addr.to_string(), ok("resolved"))
+            })
+            .await
+        }
+    });
+    // The first lookup happens at once; give it a moment (loopback literal: no DNS).
+    for _ in 0..100 {
+        if u.peer_names().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(u.peer_names(), ["static", "127.0.0.1:18080"]);
+    resolver.abort();
 }
