@@ -309,10 +309,7 @@ async fn discover_stream_drives_membership() {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn({
         let u = u.clone();
-        async move {
-            u.discover(Changes(rx), |key, svc| Peer::new(key, svc))
-                .await
-        }
+        async move { u.discover(Changes(rx), Peer::new).await }
     });
     tx.send(Change::Insert("x".into(), ok("x"))).unwrap();
     tx.send(Change::Insert("y".into(), ok("y"))).unwrap();
