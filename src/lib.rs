@@ -84,6 +84,7 @@ mod outlier;
 mod peer;
 mod peer_set;
 pub mod policy;
+pub mod proxy_headers;
 pub mod upstream;
 
 pub use body::ResponseBody;
