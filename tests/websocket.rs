@@ -33,6 +33,8 @@ async fn echo_backend() -> (SocketAddr, mpsc::UnboundedReceiver<HeaderMap>) {
         while let Ok((stream, _)) = listener.accept().await {
             let tx = tx.clone();
             tokio::spawn(async move {
+                // The signature is tungstenite's.
+                #[allow(clippy::result_large_err)]
                 let record = |req: &WsRequest, res: WsResponse| {
                     let _ = tx.send(req.headers().clone());
                     Ok(res)
@@ -41,14 +43,11 @@ async fn echo_backend() -> (SocketAddr, mpsc::UnboundedReceiver<HeaderMap>) {
                     return;
                 };
                 while let Some(Ok(msg)) = ws.next().await {
-                    match msg {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(msg).await.is_err() {
-                                return;
-                            }
-                        }
-                        Message::Close(_) => return,
-                        _ => {}
+                    if msg.is_close() {
+                        return;
+                    }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
                     }
                 }
             });

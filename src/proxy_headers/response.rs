@@ -355,3 +355,115 @@ where
         Poll::Ready(Ok(res))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Request, StatusCode};
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+    use crate::upstream::ReplayBody;
+    use crate::{Peer, Upstream};
+
+    fn values(res: &Response<impl Sized>, name: &str) -> Vec<String> {
+        res.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn tomcat_behind_the_gateway() {
+        let tomcat = service_fn(|_: Request<ReplayBody<String>>| async {
+            let res = Response::builder()
+                .status(StatusCode::FOUND)
+                .header("location", "http://127.0.0.1:18081/app/login?next=%2F")
+                .header("refresh", "3; url=http://127.0.0.1:18081/app/")
+                .header("set-cookie", "JSESSIONID=8F3A; Path=/app; HttpOnly")
+                .header(
+                    "set-cookie",
+                    "theme=dark; Domain=.tomcat.internal; Path=/app/ui",
+                )
+                .header("set-cookie", "plain=1")
+                .header("x-powered-by", "Servlet/4.0")
+                .header("server", "Apache-Coyote/1.1")
+                .body(String::new())
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        });
+        let upstream = Upstream::builder()
+            .peer(Peer::new("127.0.0.1:18081", tomcat))
+            .build()
+            .unwrap();
+        let layer = RewriteResponseLayer::builder()
+            .hide_header("X-Powered-By")
+            .redirect_peer("/app/", "/")
+            .cookie_path("/app", "/")
+            .cookie_domain(".tomcat.internal", "shop.example")
+            .build()
+            .unwrap();
+        let res = layer
+            .layer(upstream)
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(values(&res, "location"), ["/login?next=%2F"]);
+        assert_eq!(values(&res, "refresh"), ["3; url=/"]);
+        assert_eq!(
+            values(&res, "set-cookie"),
+            [
+                "JSESSIONID=8F3A; Path=/; HttpOnly",
+                "theme=dark; Domain=.shop.example; Path=//ui",
+                "plain=1",
+            ]
+        );
+        assert!(!res.headers().contains_key("x-powered-by"));
+        assert_eq!(values(&res, "server"), ["Apache-Coyote/1.1"]); // nginx would hide it
+    }
+
+    #[tokio::test]
+    async fn fixed_redirects_apply_in_order_without_a_selected_peer() {
+        let peer = service_fn(|_: Request<()>| async {
+            let res = Response::builder()
+                .header("location", "http://tserver/a/b")
+                .body(())
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        });
+        let layer = RewriteResponseLayer::builder()
+            .redirect_default() // no SelectedPeer here: never matches
+            .redirect("http://tserver/a/", "https://shop.example/")
+            .redirect("http://tserver/", "/never/")
+            .build()
+            .unwrap();
+        let res = layer.layer(peer).oneshot(Request::new(())).await.unwrap();
+        assert_eq!(values(&res, "location"), ["https://shop.example/b"]);
+    }
+
+    #[test]
+    fn invalid_rules_are_refused() {
+        let b = RewriteResponseLayer::builder;
+        assert_eq!(
+            b().hide_header("bad name").build().unwrap_err(),
+            ConfigError::InvalidHeaderName {
+                name: "bad name".into()
+            }
+        );
+        assert_eq!(
+            b().redirect("http://a/", "/\r\nSet-Cookie: x=1")
+                .build()
+                .unwrap_err(),
+            ConfigError::InvalidHeaderValue {
+                name: "Location".into(),
+                value: "/\r\nSet-Cookie: x=1".into()
+            }
+        );
+        assert!(matches!(
+            b().cookie_path("/app", "/\n").build(),
+            Err(ConfigError::InvalidHeaderValue { .. })
+        ));
+    }
+}

@@ -181,3 +181,55 @@ async fn tunnel(client: OnUpgrade, peer: OnUpgrade) {
         Err(error) => tracing::debug!(%error, "tunnel failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+
+    /// A peer that answers `status`, saying whether the request was marked for a tunnel.
+    async fn call(req: Request<()>, status: StatusCode) -> Response<()> {
+        let peer = service_fn(move |req: Request<()>| async move {
+            let marked = req.extensions().get::<Upgrading>().is_some();
+            let res = Response::builder()
+                .status(status)
+                .header("x-marked", marked.to_string())
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .body(())
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        });
+        UpgradeLayer::new().layer(peer).oneshot(req).await.unwrap()
+    }
+
+    fn upgrade_request() -> Request<()> {
+        Request::get("/")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn plain_requests_pass_through() {
+        let res = call(Request::new(()), StatusCode::OK).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["x-marked"], "false");
+    }
+
+    /// Without hyper's `OnUpgrade` (a server not serving upgrades, or a test) nothing is
+    /// marked, and a 101 cannot reach the client.
+    #[tokio::test]
+    async fn no_connection_to_hand_over_means_no_switch() {
+        let res = call(upgrade_request(), StatusCode::SWITCHING_PROTOCOLS).await;
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(res.headers()["x-marked"], "false");
+        assert!(!res.headers().contains_key("upgrade"));
+        let res = call(upgrade_request(), StatusCode::BAD_REQUEST).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+}
