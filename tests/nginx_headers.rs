@@ -20,7 +20,11 @@
 //! | headers named in the client's `Connection` | removed | RFC 9110 §7.6.1: they are hop-by-hop |
 //! | `Proxy-Connection`, `Proxy-Authorization`, `Trailer` | removed | hop-by-hop (nginx 1.22 passes them on) |
 //!
-//! Without nginx the test is skipped, or fails under CI: see `tests/support/nginx.rs`.
+//! A second test does the same for responses: `proxy_redirect default`, `proxy_cookie_path`,
+//! `proxy_cookie_domain` and `proxy_hide_header` in front of a Tomcat-like backend give the
+//! client the same `Location`, `Refresh` and `Set-Cookie` headers.
+//!
+//! Without nginx the tests are skipped, or fails under CI: see `tests/support/nginx.rs`.
 //! `NGINX_HEADERS_VERBOSE=1` prints what the backend received each way.
 
 #[path = "support/nginx.rs"]
@@ -40,7 +44,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
 use tower::ServiceBuilder;
-use tower_upstream::proxy_headers::{ProxyHeadersLayer, UpgradeLayer};
+use tower_upstream::proxy_headers::{ProxyHeadersLayer, RewriteResponseLayer, UpgradeLayer};
 use tower_upstream::{HttpClient, Peer, Upstream};
 
 /// What the backend saw: the request line's version, then each header as `name: value`
@@ -106,8 +110,14 @@ async fn echo_backend() -> SocketAddr {
     addr
 }
 
-/// The crate's gateway in front of `backend` with `headers`, listening on `bind`.
-async fn gateway(bind: &str, backend: SocketAddr, headers: ProxyHeadersLayer) -> SocketAddr {
+/// The crate's gateway in front of `backend` with `headers` and `responses`, listening on
+/// `bind`.
+async fn gateway(
+    bind: &str,
+    backend: SocketAddr,
+    headers: ProxyHeadersLayer,
+    responses: RewriteResponseLayer,
+) -> SocketAddr {
     let client = HttpClient::builder().build();
     let upstream = Upstream::builder()
         .name("tserver")
@@ -127,6 +137,7 @@ async fn gateway(bind: &str, backend: SocketAddr, headers: ProxyHeadersLayer) ->
                     req
                 })
                 .layer(UpgradeLayer::new())
+                .layer(responses.clone())
                 .layer(headers.clone())
                 .service(upstream.clone());
             tokio::spawn(async move {
@@ -142,9 +153,9 @@ async fn gateway(bind: &str, backend: SocketAddr, headers: ProxyHeadersLayer) ->
     addr
 }
 
-/// Sends `raw` from `src` to `addr` and returns the final (non-1xx) response's status and
-/// body (framed by `Content-Length`).
-async fn exchange(src: IpAddr, addr: SocketAddr, raw: &str) -> (u16, Vec<u8>) {
+/// Sends `raw` from `src` to `addr` and returns the final (non-1xx) response's status, head
+/// and body (framed by `Content-Length`).
+async fn exchange(src: IpAddr, addr: SocketAddr, raw: &str) -> (u16, String, Vec<u8>) {
     let run = async {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -182,7 +193,8 @@ async fn exchange(src: IpAddr, addr: SocketAddr, raw: &str) -> (u16, Vec<u8>) {
                 assert!(n > 0, "body cut short");
                 buf.extend_from_slice(&chunk[..n]);
             }
-            return std::io::Result::Ok((status, buf[end + 4..end + 4 + length].to_vec()));
+            let body = buf[end + 4..end + 4 + length].to_vec();
+            return std::io::Result::Ok((status, head, body));
         }
     };
     tokio::time::timeout(Duration::from_secs(10), run)
@@ -375,9 +387,10 @@ async fn peers_receive_the_same_headers_as_behind_nginx() {
         .unwrap();
     let mut gateways = Vec::new();
     for (path, layer) in [("/seed/", seed), ("/full/", full)] {
-        let v4 = gateway("127.0.0.1:0", backend, layer.clone()).await;
+        let none = RewriteResponseLayer::builder().build().unwrap();
+        let v4 = gateway("127.0.0.1:0", backend, layer.clone(), none.clone()).await;
         let v6 = if ipv6 {
-            Some(gateway("[::1]:0", backend, layer).await)
+            Some(gateway("[::1]:0", backend, layer, none).await)
         } else {
             None
         };
@@ -402,8 +415,8 @@ async fn peers_receive_the_same_headers_as_behind_nginx() {
         for (name, raw, src, to_nginx, to_gateway) in runs {
             let raw = raw.replace("{path}", path);
             let src: IpAddr = src.parse().unwrap();
-            let (s1, b1) = exchange(src, to_nginx, &raw).await;
-            let (s2, b2) = exchange(src, to_gateway, &raw).await;
+            let (s1, _, b1) = exchange(src, to_nginx, &raw).await;
+            let (s2, _, b2) = exchange(src, to_gateway, &raw).await;
             let case = format!("{path} {name}");
             assert_eq!((s1, s2), (200, 200), "{case}");
             let (via_nginx, via_gateway) = (Seen::parse(&b1), Seen::parse(&b2));
@@ -433,4 +446,140 @@ async fn peers_receive_the_same_headers_as_behind_nginx() {
         "nginx_headers: {compared} requests, same headers as nginx apart from the documented differences"
     ));
     assert!(compared >= 2 * CASES.len());
+}
+
+// ===== responses =====
+
+/// A backend that answers like a Tomcat app under `/app`: redirects and cookies that name
+/// its own address and path, a header to hide, and hop-by-hop headers. The last path
+/// segment picks the redirect.
+async fn tomcat_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                let me = format!("http://{addr}");
+                let mut res = Response::builder();
+                match req.uri().path().rsplit('/').next().unwrap() {
+                    "1" => res = res.header("location", format!("{me}/app/login?x=1")),
+                    "2" => res = res.header("location", format!("{me}/other")),
+                    "3" => res = res.header("location", "/app/relative"),
+                    "4" => {
+                        res = res
+                            .header("location", format!("{me}/app/"))
+                            .header("refresh", format!("5; url={me}/app/next"))
+                    }
+                    _ => {
+                        res = res
+                            .header("location", "http://other.example/app/")
+                            .header("refresh", format!("0;URL={me}/app/x"))
+                    }
+                }
+                let res = res
+                    .header("set-cookie", "JSESSIONID=8F3A; Path=/app; HttpOnly")
+                    .header("set-cookie", "b=2;path=/app/x;Domain=.Tomcat.Internal")
+                    .header("set-cookie", "c=3; Path=/other; Domain=other.example")
+                    .header("set-cookie", "novalue; Path=/app")
+                    .header("set-cookie", "d=4 ; Path = /app/ ; Secure")
+                    .header("x-hidden", "1")
+                    .header("x-kept", "1")
+                    .header("connection", "X-Internal")
+                    .header("x-internal", "1")
+                    .header("keep-alive", "timeout=3")
+                    .body(Full::new(Bytes::from_static(b"moved\n")))
+                    .unwrap();
+                Ok::<_, Infallible>(res)
+            });
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The values of header `name` in a response head, in order.
+fn head_values(head: &str, name: &str) -> Vec<String> {
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_owned())
+        .collect()
+}
+
+/// `proxy_redirect default`, `proxy_cookie_path`, `proxy_cookie_domain` and
+/// `proxy_hide_header` give the client the same `Location`, `Refresh` and `Set-Cookie`
+/// through the gateway as through nginx, for `location /shop/ { proxy_pass
+/// http://<peer>/app/; }`. Documented differences: nginx runs with `absolute_redirect off`
+/// (by default it makes relative redirects absolute again), and it passes on the header
+/// that the peer's `Connection` names, which the gateway removes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_receive_the_same_rewritten_responses_as_from_nginx() {
+    let Some(bin) = nginx::require("nginx_headers (responses)") else {
+        return;
+    };
+    let backend = tomcat_backend().await;
+    let nginx = nginx::Nginx::start(&bin, 1, |ports, _| {
+        format!(
+            "
+    server {{
+        listen 127.0.0.1:{port};
+        # nginx would turn the relative Location that `proxy_redirect default` makes back
+        # into an absolute URL with its own host and port; the gateway leaves it relative.
+        absolute_redirect off;
+        location /shop/ {{
+            proxy_pass http://{backend}/app/;
+            proxy_cookie_path /app /;
+            proxy_cookie_domain tomcat.internal shop.example;
+            proxy_hide_header X-Hidden;
+        }}
+    }}
+",
+            port = ports[0]
+        )
+    });
+    let nginx = SocketAddr::from(([127, 0, 0, 1], nginx.ports()[0]));
+    let responses = RewriteResponseLayer::builder()
+        .redirect_peer("/app/", "/shop/")
+        .cookie_path("/app", "/")
+        .cookie_domain("tomcat.internal", "shop.example")
+        .hide_header("X-Hidden")
+        .build()
+        .unwrap();
+    let headers = ProxyHeadersLayer::builder().build().unwrap();
+    let gw = gateway("127.0.0.1:0", backend, headers, responses).await;
+    let local: IpAddr = "127.0.0.1".parse().unwrap();
+    for n in 1..=5 {
+        // The gateway has no location mapping here: it asks the peer for /app/N directly.
+        let to_nginx = format!("GET /shop/{n} HTTP/1.1\r\nHost: shop.example\r\n\r\n");
+        let to_gateway = format!("GET /app/{n} HTTP/1.1\r\nHost: shop.example\r\n\r\n");
+        let (s1, via_nginx, _) = exchange(local, nginx, &to_nginx).await;
+        let (s2, via_gateway, _) = exchange(local, gw, &to_gateway).await;
+        assert_eq!((s1, s2), (200, 200));
+        if std::env::var_os("NGINX_HEADERS_VERBOSE").is_some() {
+            nginx::note(&format!("response {n}\n{via_nginx}\n--\n{via_gateway}\n"));
+        }
+        for name in ["location", "refresh", "set-cookie", "x-hidden", "x-kept"] {
+            assert_eq!(
+                head_values(&via_gateway, name),
+                head_values(&via_nginx, name),
+                "response {n}, {name}"
+            );
+        }
+        // The rewrite did happen where it should.
+        let location = &head_values(&via_gateway, "location")[0];
+        assert_eq!(
+            location.starts_with("/shop/"),
+            n == 1 || n == 4,
+            "{location}"
+        );
+        // Documented difference: nginx passes on the header the peer's `Connection` names.
+        assert_eq!(head_values(&via_nginx, "x-internal"), ["1"]);
+        assert!(head_values(&via_gateway, "x-internal").is_empty());
+        assert!(head_values(&via_gateway, "keep-alive").is_empty());
+    }
 }

@@ -124,8 +124,11 @@
 //!   `Keep-Alive`, `TE`, `Expect` and `Upgrade`).
 //! - Peers get HTTP/1.1 over kept-alive connections and no `Connection` header; nginx's
 //!   default is `proxy_http_version 1.0` with `Connection: close`.
-//! - Peer responses lose their hop-by-hop headers too, and no header of the application is
-//!   hidden by default (nginx hides `Date`, `Server`, `X-Pad` and `X-Accel-*`).
+//! - Peer responses lose their hop-by-hop headers too, including those their `Connection`
+//!   names (nginx passes those on), and no header of the application is hidden by default
+//!   (nginx hides `Date`, `Server`, `X-Pad` and `X-Accel-*`).
+//! - A `Location` that `proxy_redirect` made relative stays relative; nginx's default
+//!   `absolute_redirect on` makes it absolute again with its own host and port.
 //! - WebSocket upgrades are tunnelled without any configuration beyond [`UpgradeLayer`]
 //!   (nginx needs `proxy_http_version 1.1` and the `Upgrade`/`Connection` headers set).
 //! - A request whose host is invalid gets `$host` = the server name instead of nginx's
