@@ -392,3 +392,18 @@ async fn upgrades_are_forwarded_only_when_tunnelled() {
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     assert!(!res.headers().contains_key("upgrade"));
 }
+
+#[test]
+fn debug_shows_the_configuration() {
+    let text = format!("{:?}", seed());
+    assert!(text.contains("\"x-real-ip\""), "{text}");
+    assert!(text.contains("RemoteAddr"), "{text}");
+    let text = format!(
+        "{:?}",
+        ProxyHeadersLayer::builder()
+            .set("X-A", "v=$host")
+            .build()
+            .unwrap()
+    );
+    assert!(text.contains("\"v=\""), "{text}");
+}

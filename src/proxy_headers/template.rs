@@ -13,10 +13,19 @@ pub(crate) struct Template {
     parts: Box<[Part]>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Part {
     Literal(Box<[u8]>),
     Var(Var),
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Literal(text) => write!(f, "{:?}", String::from_utf8_lossy(text)),
+            Self::Var(var) => write!(f, "{var:?}"),
+        }
+    }
 }
 
 /// The variables a template may use.
