@@ -1,5 +1,6 @@
 //! The seed's gateway: nginx's `upstream tserver` with two peers, `proxy_set_header Host $host`
-//! and `proxy_set_header X-Real-IP $remote_addr`, as a hyper server.
+//! and `proxy_set_header X-Real-IP $remote_addr`, as a hyper server (hop-by-hop headers
+//! removed, WebSocket upgrades tunnelled).
 //!
 //! ```text
 //! cargo run --example gateway                       # two demo backends in-process
@@ -14,7 +15,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -23,8 +23,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_http::set_header::SetRequestHeaderLayer;
 use tower_upstream::policy::{BuildIndex, IpHash, LeastConn, Policy, Random, RoundRobin};
+use tower_upstream::proxy_headers::{ProxyHeadersLayer, UpgradeLayer};
 use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{HttpClient, HttpPeer, Peer, Upstream};
 
@@ -126,21 +126,21 @@ where
         "try: curl -s http://{0}/index.jsp; curl -s http://{0}/index.jsp",
         listener.local_addr()?
     );
-    let x_real_ip = HeaderName::from_static("x-real-ip");
+    // proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr;
+    let headers = ProxyHeadersLayer::builder()
+        .set("Host", "$host")
+        .set("X-Real-IP", "$remote_addr")
+        .build()?;
     loop {
         let (stream, client) = listener.accept().await?;
-        // proxy_set_header X-Real-IP $remote_addr; Host $host is kept as the client sent it.
-        let real_ip =
-            HeaderValue::from_str(&client.ip().to_string()).expect("an IP is a valid header");
         let svc = ServiceBuilder::new()
-            .layer(SetRequestHeaderLayer::overriding(
-                x_real_ip.clone(),
-                real_ip,
-            ))
+            // $remote_addr (and ip_hash) read the client's address from the request.
             .map_request(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(client);
                 req
             })
+            .layer(UpgradeLayer::new()) // WebSocket tunnels
+            .layer(headers.clone())
             .service(upstream.clone());
         tokio::spawn(async move {
             let mut server = auto::Builder::new(TokioExecutor::new());
@@ -150,7 +150,7 @@ where
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30));
             let _ = server
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc))
                 .await;
         });
     }

@@ -66,6 +66,43 @@ pub enum ConfigError {
         /// The status given.
         status: u16,
     },
+    /// A header name that is not a valid HTTP field name.
+    #[error("invalid header name `{name}`")]
+    InvalidHeaderName {
+        /// The name given.
+        name: String,
+    },
+    /// A header value (or a literal part of one) with bytes a header cannot carry, such as
+    /// control characters.
+    #[error("invalid value `{value}` for header `{name}`")]
+    InvalidHeaderValue {
+        /// The header's name.
+        name: String,
+        /// The value given.
+        value: String,
+    },
+    /// A `$variable` in a header value that is not known, or a lone `$`.
+    #[error("unknown variable `{variable}` in the value of header `{name}`")]
+    UnknownVariable {
+        /// The header's name.
+        name: String,
+        /// The variable as written.
+        variable: String,
+    },
+    /// A hop-by-hop header (`Connection`, `Upgrade`, ...) given a value to send: these are
+    /// never forwarded, and upgrades are tunnelled by the `UpgradeLayer`.
+    #[error("hop-by-hop header `{name}` cannot be set")]
+    HopByHopHeader {
+        /// The header's name.
+        name: String,
+    },
+    /// An address or CIDR block (`10.0.0.0/8`, `2001:db8::/32`) that does not parse, or whose
+    /// address has bits set past the prefix.
+    #[error("invalid address or CIDR block `{value}`")]
+    InvalidCidr {
+        /// The value given.
+        value: String,
+    },
 }
 
 /// The error and its sources, looking inside `io::Error`s too (their `source()` skips the

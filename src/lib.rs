@@ -10,7 +10,9 @@
 //! - selection [policies](policy) that reproduce nginx's choices: smooth weighted
 //!   round-robin, `ip_hash`, `hash ... consistent`, `least_conn`, `random two least_conn`;
 //! - a pooled keep-alive [`HttpPeer`] that sends requests to one backend
-//!   with nginx's connect and read timeouts.
+//!   with nginx's connect and read timeouts;
+//! - [proxy headers](proxy_headers) as nginx sets them: `proxy_set_header`, the realip
+//!   module, hop-by-hop headers, WebSocket tunnels, `proxy_redirect` and `proxy_cookie_*`.
 //!
 //! The `Upstream` is `Clone + Send + Sync`, never fails (failures become `502`/`504`
 //! responses) and mounts in hyper or axum as it is.
@@ -85,6 +87,7 @@ mod outlier;
 mod peer;
 mod peer_set;
 pub mod policy;
+pub mod proxy_headers;
 pub mod stats;
 pub mod upstream;
 

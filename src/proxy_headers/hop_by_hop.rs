@@ -1,0 +1,172 @@
+//! Hop-by-hop headers: meaningful for one connection only, never forwarded.
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Request, Version};
+
+/// The headers that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1, plus the
+/// non-standard `Keep-Alive` and `Proxy-Connection`).
+pub(crate) const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Whether `name` is one of the fixed hop-by-hop headers.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Removes the hop-by-hop headers from `headers`: `Connection`, `Keep-Alive`,
+/// `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Trailer`,
+/// `Transfer-Encoding`, `Upgrade`, and every header that `Connection` names.
+///
+/// Names in `Connection` that are not valid header names are ignored.
+///
+/// ```
+/// use http::HeaderMap;
+/// use tower_upstream::proxy_headers::remove_hop_by_hop_headers;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("connection", "close, X-Secret".parse().unwrap());
+/// headers.insert("x-secret", "s3cret".parse().unwrap());
+/// headers.insert("accept", "*/*".parse().unwrap());
+/// remove_hop_by_hop_headers(&mut headers);
+/// assert_eq!(headers.len(), 1);
+/// assert_eq!(headers["accept"], "*/*");
+/// ```
+pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
+        .collect();
+    for name in named.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+}
+
+/// The comma-separated tokens of every `Connection` header, trimmed, empty ones skipped.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether `Connection` carries the token `token` (ASCII case-insensitive).
+pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Whether the request asks to switch protocols: HTTP/1.1 with an `Upgrade` header and the
+/// `upgrade` token in `Connection` (RFC 9110 §7.8).
+pub(crate) fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_has(req.headers(), "upgrade")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (n, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    fn names(map: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<_> = map.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn fixed_list_is_removed() {
+        let mut map = headers(&[
+            ("Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+            ("TE", "trailers"),
+            ("Trailer", "X-Checksum"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "websocket"),
+            ("Content-Length", "3"),
+            ("Authorization", "Bearer t"),
+        ]);
+        remove_hop_by_hop_headers(&mut map);
+        assert_eq!(names(&map), ["authorization", "content-length"]);
+    }
+
+    #[test]
+    fn headers_named_in_connection_are_removed() {
+        let mut map = headers(&[
+            ("Connection", "close, X-Secret"),
+            ("X-Secret", "s3cret"),
+            ("X-Kept", "1"),
+        ]);
+        remove_hop_by_hop_headers(&mut map);
+        assert_eq!(names(&map), ["x-kept"]);
+
+        // Several Connection lines, odd spacing and case, empty and invalid tokens.
+        let mut map = headers(&[
+            ("Connection", " X-A ,,x-b"),
+            ("Connection", "X-C, bad token"),
+            ("x-a", "1"),
+            ("x-b", "2"),
+            ("x-c", "3"),
+            ("x-d", "4"),
+        ]);
+        remove_hop_by_hop_headers(&mut map);
+        assert_eq!(names(&map), ["x-d"]);
+    }
+
+    #[test]
+    fn upgrade_requests_need_both_headers_and_http_1_1() {
+        let req = |version, conn: &str, upgrade: bool| {
+            let mut b = Request::builder()
+                .version(version)
+                .header("connection", conn);
+            if upgrade {
+                b = b.header("upgrade", "websocket");
+            }
+            b.body(()).unwrap()
+        };
+        assert!(is_upgrade_request(&req(Version::HTTP_11, "Upgrade", true)));
+        assert!(is_upgrade_request(&req(
+            Version::HTTP_11,
+            "keep-alive, upgrade",
+            true
+        )));
+        assert!(!is_upgrade_request(&req(
+            Version::HTTP_11,
+            "keep-alive",
+            true
+        )));
+        assert!(!is_upgrade_request(&req(
+            Version::HTTP_11,
+            "upgrade",
+            false
+        )));
+        assert!(!is_upgrade_request(&req(Version::HTTP_10, "upgrade", true)));
+        assert!(!is_upgrade_request(&req(
+            Version::HTTP_11,
+            "upgrades",
+            true
+        )));
+    }
+}

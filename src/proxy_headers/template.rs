@@ -1,0 +1,396 @@
+//! Header values written the nginx way: literal text and `$variables`.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderName};
+use http::request::Parts;
+
+use crate::ConfigError;
+
+/// A parsed `proxy_set_header` value such as `$remote_addr` or `for=$remote_addr;x`.
+#[derive(Debug, Clone)]
+pub(crate) struct Template {
+    parts: Box<[Part]>,
+}
+
+#[derive(Clone)]
+enum Part {
+    Literal(Box<[u8]>),
+    Var(Var),
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Literal(text) => write!(f, "{:?}", String::from_utf8_lossy(text)),
+            Self::Var(var) => write!(f, "{var:?}"),
+        }
+    }
+}
+
+/// The variables a template may use.
+#[derive(Debug, Clone)]
+enum Var {
+    /// `$host`: the request line's host, else the `Host` header's host, lowercased and
+    /// without port or trailing dot, else the configured server name.
+    Host,
+    /// `$proxy_host`: the configured proxied host (nginx: the `proxy_pass` host).
+    ProxyHost,
+    /// `$remote_addr`: the client address.
+    RemoteAddr,
+    /// `$proxy_add_x_forwarded_for`: the client's `X-Forwarded-For` values, then the client
+    /// address.
+    ProxyAddXForwardedFor,
+    /// `$scheme`.
+    Scheme,
+    /// `$request_uri`: the original path and query.
+    RequestUri,
+    /// `$http_<name>`: a request header (`_` stands for `-`).
+    Http(HeaderName),
+}
+
+/// What a template is evaluated against: the request as the client sent it, and the facts
+/// the layer knows.
+pub(crate) struct Ctx<'a> {
+    pub(crate) parts: &'a Parts,
+    pub(crate) client: Option<IpAddr>,
+    pub(crate) scheme: &'a [u8],
+    pub(crate) proxy_host: &'a [u8],
+    pub(crate) server_name: &'a [u8],
+}
+
+impl Template {
+    /// Parses `value` for header `name`. Literal text must be valid in a header value (no
+    /// control characters other than tab); variables are `$name` or `${name}`, and their
+    /// names are not case-sensitive, as in nginx.
+    pub(crate) fn parse(name: &str, value: &str) -> Result<Self, ConfigError> {
+        let invalid_value = || ConfigError::InvalidHeaderValue {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        };
+        let unknown = |variable: &str| ConfigError::UnknownVariable {
+            name: name.to_owned(),
+            variable: variable.to_owned(),
+        };
+        let mut parts = Vec::new();
+        let mut rest = value;
+        while !rest.is_empty() {
+            let Some(after) = rest.strip_prefix('$') else {
+                let end = rest.find('$').unwrap_or(rest.len());
+                let literal = &rest[..end];
+                if !literal.bytes().all(valid_value_byte) {
+                    return Err(invalid_value());
+                }
+                parts.push(Part::Literal(literal.as_bytes().into()));
+                rest = &rest[end..];
+                continue;
+            };
+            let (var, written, next) = match after.strip_prefix('{') {
+                Some(inner) => {
+                    let close = inner.find('}').ok_or_else(|| unknown(rest))?;
+                    (&inner[..close], &rest[..close + 3], &inner[close + 1..])
+                }
+                None => {
+                    let len = after
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(after.len());
+                    (&after[..len], &rest[..len + 1], &after[len..])
+                }
+            };
+            let var = Var::parse(var).ok_or_else(|| unknown(written))?;
+            parts.push(Part::Var(var));
+            rest = next;
+        }
+        Ok(Self {
+            parts: parts.into(),
+        })
+    }
+
+    /// Appends the value for one request to `out`.
+    pub(crate) fn eval(&self, ctx: &Ctx<'_>, out: &mut Vec<u8>) {
+        for part in &*self.parts {
+            match part {
+                Part::Literal(text) => out.extend_from_slice(text),
+                Part::Var(var) => var.eval(ctx, out),
+            }
+        }
+    }
+}
+
+impl Var {
+    fn parse(name: &str) -> Option<Self> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return None;
+        }
+        let name = name.to_ascii_lowercase();
+        Some(match name.as_str() {
+            "host" => Self::Host,
+            "proxy_host" => Self::ProxyHost,
+            "remote_addr" => Self::RemoteAddr,
+            "proxy_add_x_forwarded_for" => Self::ProxyAddXForwardedFor,
+            "scheme" => Self::Scheme,
+            "request_uri" => Self::RequestUri,
+            _ => {
+                let header = name.strip_prefix("http_").filter(|h| !h.is_empty())?;
+                Self::Http(HeaderName::from_bytes(header.replace('_', "-").as_bytes()).ok()?)
+            }
+        })
+    }
+
+    fn eval(&self, ctx: &Ctx<'_>, out: &mut Vec<u8>) {
+        match self {
+            Self::Host => out.extend_from_slice(&host(ctx.parts, ctx.server_name)),
+            Self::ProxyHost => out.extend_from_slice(ctx.proxy_host),
+            Self::RemoteAddr => {
+                if let Some(ip) = ctx.client {
+                    out.extend_from_slice(ip.to_string().as_bytes());
+                }
+            }
+            Self::ProxyAddXForwardedFor => {
+                let client = ctx.client.map(|ip| ip.to_string());
+                let existing = ctx.parts.headers.get_all(header_x_forwarded_for());
+                let all = existing
+                    .iter()
+                    .map(|v| v.as_bytes())
+                    .chain(client.as_deref().map(str::as_bytes));
+                for (i, v) in all.enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b", ");
+                    }
+                    out.extend_from_slice(v);
+                }
+            }
+            Self::Scheme => out.extend_from_slice(ctx.scheme),
+            Self::RequestUri => {
+                if let Some(pq) = ctx.parts.uri.path_and_query() {
+                    out.extend_from_slice(pq.as_str().as_bytes());
+                }
+            }
+            Self::Http(name) => http_header(ctx.parts, name, out),
+        }
+    }
+}
+
+fn header_x_forwarded_for() -> HeaderName {
+    HeaderName::from_static("x-forwarded-for")
+}
+
+/// `$http_<name>`: `Cookie` lines joined with `"; "`, `X-Forwarded-For` lines with `", "`,
+/// any other header's first line (nginx 1.22).
+fn http_header(parts: &Parts, name: &HeaderName, out: &mut Vec<u8>) {
+    let sep: &[u8] = if name == header::COOKIE {
+        b"; "
+    } else if name == "x-forwarded-for" {
+        b", "
+    } else {
+        if let Some(v) = parts.headers.get(name) {
+            out.extend_from_slice(v.as_bytes());
+        }
+        return;
+    };
+    for (i, v) in parts.headers.get_all(name).iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(sep);
+        }
+        out.extend_from_slice(v.as_bytes());
+    }
+}
+
+/// nginx's `$host`: the host of the request line (absolute-form, or HTTP/2's `:authority`),
+/// else of the `Host` header, checked and normalized as nginx does; else `server_name`.
+pub(crate) fn host(parts: &Parts, server_name: &[u8]) -> Vec<u8> {
+    let from_uri = parts.uri.authority().map(|a| a.as_str().as_bytes());
+    let from_header = || parts.headers.get(header::HOST).map(|v| v.as_bytes());
+    from_uri
+        .or_else(from_header)
+        .and_then(normalize_host)
+        .unwrap_or_else(|| server_name.to_vec())
+}
+
+/// nginx's host validation: no `/`, no control characters or spaces, no `..`; the port (after
+/// `:` outside an IPv6 literal) and one trailing dot are dropped; ASCII is lowercased.
+/// `None` for an invalid or empty host.
+fn normalize_host(raw: &[u8]) -> Option<Vec<u8>> {
+    #[derive(PartialEq)]
+    enum State {
+        Usual,
+        Literal,
+        Rest,
+    }
+    let mut state = State::Usual;
+    let mut host_len = raw.len();
+    let mut last_dot: Option<usize> = None;
+    for (i, &ch) in raw.iter().enumerate() {
+        match ch {
+            b'.' => {
+                if i > 0 && last_dot == Some(i - 1) {
+                    return None;
+                }
+                last_dot = Some(i);
+            }
+            b':' if state == State::Usual => {
+                host_len = i;
+                state = State::Rest;
+            }
+            b'[' if i == 0 => state = State::Literal,
+            b']' if state == State::Literal => {
+                host_len = i + 1;
+                state = State::Rest;
+            }
+            b'/' => return None,
+            c if c <= 0x20 || c == 0x7f => return None,
+            _ => {}
+        }
+    }
+    if host_len > 0 && last_dot == Some(host_len - 1) {
+        host_len -= 1;
+    }
+    (host_len > 0).then(|| raw[..host_len].to_ascii_lowercase())
+}
+
+/// Bytes allowed in a header value: visible ASCII, space, tab, and obs-text.
+pub(crate) fn valid_value_byte(b: u8) -> bool {
+    b == b'\t' || (b >= 0x20 && b != 0x7f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().uri(uri);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn eval(template: &str, parts: &Parts, client: Option<&str>) -> String {
+        let t = Template::parse("x-test", template).unwrap();
+        let ctx = Ctx {
+            parts,
+            client: client.map(|c| c.parse().unwrap()),
+            scheme: b"https",
+            proxy_host: b"tserver",
+            server_name: b"gw.local",
+        };
+        let mut out = Vec::new();
+        t.eval(&ctx, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn variables_and_literals() {
+        let p = parts(
+            "/a/b?c=d",
+            &[("host", "Shop.Example.COM:8080"), ("user-agent", "curl/8")],
+        );
+        assert_eq!(eval("$host", &p, None), "shop.example.com");
+        assert_eq!(eval("$http_host", &p, None), "Shop.Example.COM:8080");
+        assert_eq!(eval("$proxy_host", &p, None), "tserver");
+        assert_eq!(eval("$scheme", &p, None), "https");
+        assert_eq!(eval("$request_uri", &p, None), "/a/b?c=d");
+        assert_eq!(eval("$remote_addr", &p, Some("::1")), "::1");
+        assert_eq!(eval("$remote_addr", &p, None), "");
+        assert_eq!(
+            eval("ua=${http_user_agent}x;$HTTP_USER_AGENT", &p, None),
+            "ua=curl/8x;curl/8"
+        );
+        assert_eq!(eval("$http_missing", &p, None), "");
+        assert_eq!(eval("plain text", &p, None), "plain text");
+        assert_eq!(eval("", &p, None), "");
+    }
+
+    #[test]
+    fn proxy_add_x_forwarded_for_appends_the_client() {
+        let p = parts("/", &[]);
+        assert_eq!(
+            eval("$proxy_add_x_forwarded_for", &p, Some("192.0.2.7")),
+            "192.0.2.7"
+        );
+        let mut p = parts("/", &[("x-forwarded-for", "203.0.113.9, 198.51.100.2")]);
+        p.headers
+            .append("x-forwarded-for", "10.1.1.1".parse().unwrap());
+        assert_eq!(
+            eval("$proxy_add_x_forwarded_for", &p, Some("2001:db8::1")),
+            "203.0.113.9, 198.51.100.2, 10.1.1.1, 2001:db8::1"
+        );
+        assert_eq!(
+            eval("$http_x_forwarded_for", &p, None),
+            "203.0.113.9, 198.51.100.2, 10.1.1.1"
+        );
+    }
+
+    #[test]
+    fn repeated_headers_follow_nginx() {
+        let mut p = parts("/", &[("cookie", "a=1"), ("x-dup", "first")]);
+        p.headers.append("cookie", "b=2".parse().unwrap());
+        p.headers.append("x-dup", "second".parse().unwrap());
+        assert_eq!(eval("$http_cookie", &p, None), "a=1; b=2");
+        assert_eq!(eval("$http_x_dup", &p, None), "first");
+    }
+
+    #[test]
+    fn host_follows_nginx_rules() {
+        let host_of = |h: &str| {
+            let p = parts("/", &[("host", h)]);
+            String::from_utf8(host(&p, b"fallback")).unwrap()
+        };
+        assert_eq!(host_of("example.com"), "example.com");
+        assert_eq!(host_of("EXAMPLE.com."), "example.com");
+        assert_eq!(host_of("example.com.:80"), "example.com");
+        assert_eq!(host_of("[::1]:8080"), "[::1]");
+        assert_eq!(host_of("[2001:DB8::1]"), "[2001:db8::1]");
+        assert_eq!(host_of("127.0.0.1:80"), "127.0.0.1");
+        // Invalid hosts (nginx answers 400) fall back to the server name.
+        assert_eq!(host_of("a..b"), "fallback");
+        assert_eq!(host_of(":80"), "fallback");
+        assert_eq!(host_of("."), "fallback");
+        assert_eq!(host_of("a/b"), "fallback");
+        assert_eq!(host_of("a b"), "fallback");
+        // The request line's host wins over the header.
+        let p = parts("http://Line.Example:81/x", &[("host", "header.example")]);
+        assert_eq!(host(&p, b""), b"line.example");
+        // No host at all: the server name.
+        assert_eq!(host(&parts("/", &[]), b"gw.local"), b"gw.local");
+    }
+
+    #[test]
+    fn bad_templates_are_config_errors() {
+        let err = |v: &str| Template::parse("X-A", v).unwrap_err();
+        assert_eq!(
+            err("$nope"),
+            ConfigError::UnknownVariable {
+                name: "X-A".into(),
+                variable: "$nope".into()
+            }
+        );
+        assert_eq!(
+            err("a ${host"),
+            ConfigError::UnknownVariable {
+                name: "X-A".into(),
+                variable: "${host".into()
+            }
+        );
+        assert!(matches!(err("$"), ConfigError::UnknownVariable { .. }));
+        assert!(matches!(err("${}"), ConfigError::UnknownVariable { .. }));
+        assert!(matches!(err("a$-b"), ConfigError::UnknownVariable { .. }));
+        assert!(matches!(err("$http_"), ConfigError::UnknownVariable { .. }));
+        assert_eq!(
+            err("a\r\nInjected: yes"),
+            ConfigError::InvalidHeaderValue {
+                name: "X-A".into(),
+                value: "a\r\nInjected: yes".into()
+            }
+        );
+        assert!(matches!(
+            err("nul\0"),
+            ConfigError::InvalidHeaderValue { .. }
+        ));
+        assert!(matches!(
+            err("del\x7f"),
+            ConfigError::InvalidHeaderValue { .. }
+        ));
+        assert!(Template::parse("X-A", "tab\tok é").is_ok());
+    }
+}
