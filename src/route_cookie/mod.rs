@@ -23,7 +23,10 @@
 //!
 //! The layer does not depend on tower-sessions: it works with any middleware that keeps its
 //! session id in one cookie whose values do not contain the separator (tower-sessions' ids
-//! are base64url). It does not read `;jsessionid=` path parameters.
+//! are base64url). It does not read `;jsessionid=` path parameters. When a request carries
+//! several session cookies (set for different paths), every one is stripped, and the last
+//! one is the session for re-pinning and [`IncomingRoute`], as tower-cookies keeps the last
+//! cookie of a name.
 //!
 //! # Cookie attributes of a re-pinned session
 //!
