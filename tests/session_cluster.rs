@@ -260,7 +260,13 @@ where
             failures.clone(),
         ));
     }
+    let deadline = Instant::now() + Duration::from_secs(10);
     while started.load(Ordering::SeqCst) < READERS * 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the readers stalled: {:#?}",
+            failures.take()
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let before_kill = started.load(Ordering::SeqCst);
@@ -313,10 +319,17 @@ where
     )
 }
 
+/// Runs `f`, failing the test instead of hanging if a server stops answering.
+async fn within_a_minute<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("the scenario took more than a minute")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_sessions_survive_their_node() {
     let store = MemoryStore::default();
-    let summary = failover([store.clone(), store]).await;
+    let summary = within_a_minute(failover([store.clone(), store])).await;
     note(&format!("memory store: {summary}"));
 }
 
@@ -330,7 +343,7 @@ async fn redis_store_sessions_survive_their_node() {
         cluster::redis_store(&url, 4).await.unwrap(),
         cluster::redis_store(&url, 4).await.unwrap(),
     ];
-    let summary = failover(stores).await;
+    let summary = within_a_minute(failover(stores)).await;
     note(&format!("redis store: {summary}"));
 }
 
@@ -375,7 +388,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walkthrough_with_the_memory_store() {
     let store = MemoryStore::default();
-    check_walkthrough([store.clone(), store], "memory").await;
+    within_a_minute(check_walkthrough([store.clone(), store], "memory")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,5 +400,5 @@ async fn walkthrough_with_the_redis_store() {
         cluster::redis_store(&url, 2).await.unwrap(),
         cluster::redis_store(&url, 2).await.unwrap(),
     ];
-    check_walkthrough(stores, "redis").await;
+    within_a_minute(check_walkthrough(stores, "redis")).await;
 }
