@@ -17,6 +17,9 @@
 //! The `Upstream` is `Clone + Send + Sync`, never fails (failures become `502`/`504`
 //! responses) and mounts in hyper or axum as it is.
 //!
+//! For Rust backends behind it, [`route_cookie::RouteCookieLayer`] writes the node's route
+//! on a session cookie (Tomcat's `jvmRoute`), for [`affinity`] to route by.
+//!
 //! # Example: a hyper server
 //!
 //! ```no_run
@@ -88,6 +91,7 @@ mod peer;
 mod peer_set;
 pub mod policy;
 pub mod proxy_headers;
+pub mod route_cookie;
 pub mod stats;
 pub mod upstream;
 
