@@ -10,7 +10,9 @@
 //! - selection [policies](policy) that reproduce nginx's choices: smooth weighted
 //!   round-robin, `ip_hash`, `hash ... consistent`, `least_conn`, `random two least_conn`;
 //! - a pooled keep-alive [`HttpPeer`] that sends requests to one backend
-//!   with nginx's connect and read timeouts.
+//!   with nginx's connect and read timeouts;
+//! - [`Locations`]: nginx's `location` matching on nginx's normalised path, with
+//!   `proxy_pass` URI rewriting ([`location::ProxyPass`]).
 //!
 //! The `Upstream` is `Clone + Send + Sync`, never fails (failures become `502`/`504`
 //! responses) and mounts in hyper or axum as it is.
@@ -80,6 +82,7 @@
 mod body;
 mod error;
 pub mod http_peer;
+pub mod location;
 mod outlier;
 mod peer;
 mod peer_set;
@@ -89,6 +92,7 @@ pub mod upstream;
 pub use body::ResponseBody;
 pub use error::ConfigError;
 pub use http_peer::{HttpClient, HttpClientBuilder, HttpPeer};
+pub use location::Locations;
 pub use outlier::OutlierDetection;
 pub use peer::Peer;
 pub use peer_set::{PeerSet, PeerState, Tried, Weights};

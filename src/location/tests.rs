@@ -1,0 +1,280 @@
+//! Service-level tests of the location module: the router's own answers, internal and named
+//! locations, configuration errors, `proxy_pass` rewriting.
+
+use std::convert::Infallible;
+
+use http::{Method, Request, Response, StatusCode};
+use tower::util::BoxCloneSyncService;
+use tower::{service_fn, Layer, ServiceExt};
+
+use super::*;
+use crate::ConfigError;
+
+type Svc = BoxCloneSyncService<Request<String>, Response<String>, Infallible>;
+
+/// Answers `name`, the request's method and URI, and the matched location's id.
+fn says(name: &'static str) -> Svc {
+    BoxCloneSyncService::new(service_fn(move |req: Request<String>| async move {
+        let m = req.extensions().get::<MatchedLocation>().cloned();
+        let id = m.map_or("-".to_owned(), |m| m.id().to_string());
+        let body = format!("{name} {} {} #{id}", req.method(), req.uri());
+        Ok::<_, Infallible>(Response::new(body))
+    }))
+}
+
+async fn send<S>(svc: &S, req: Request<String>) -> (StatusCode, String)
+where
+    S: tower::Service<Request<String>, Response = Response<String>, Error = Infallible> + Clone,
+{
+    let res = svc.clone().oneshot(req).await.unwrap();
+    (res.status(), res.into_body())
+}
+
+fn get(path: &str) -> Request<String> {
+    Request::get(path).body(String::new()).unwrap()
+}
+
+#[tokio::test]
+async fn router_answers_400_404_and_500_itself() {
+    let locations = Locations::builder()
+        .prefix("/app/", says("app"))
+        .named("@named", says("named"))
+        .build()
+        .unwrap();
+    assert_eq!(send(&locations, get("/app/x")).await.1, "app GET /app/x #0");
+    assert_eq!(
+        send(&locations, get("/other")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&locations, get("/..")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(&locations, get("/%00")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    // A named location is not reachable by path.
+    assert_eq!(
+        send(&locations, get("/@named")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let mut req = get("/whatever");
+    req.extensions_mut()
+        .insert(InternalRedirect::named("@named"));
+    assert_eq!(send(&locations, req).await.1, "named GET /whatever #1");
+    let mut req = get("/whatever");
+    req.extensions_mut()
+        .insert(InternalRedirect::named("@missing"));
+    assert_eq!(
+        send(&locations, req).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}
+
+#[tokio::test]
+async fn internal_locations_answer_only_redirects() {
+    let locations = Locations::builder()
+        .prefix("/", says("root"))
+        .location(Location::exact("/50x.html", says("page")).internal())
+        .build()
+        .unwrap();
+    assert_eq!(
+        send(&locations, get("/50x.html")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let mut req = get("/50x.html");
+    req.extensions_mut().insert(InternalRedirect::uri());
+    assert_eq!(send(&locations, req).await.1, "page GET /50x.html #1");
+}
+
+#[test]
+fn configuration_errors_name_the_location() {
+    let err = Locations::builder()
+        .regex(r"\.(php", says("x"))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InvalidLocationRegex { location, .. } if location == r"location ~ \.(php"),
+        "{err}"
+    );
+    let err = Locations::builder()
+        .regex_nocase(r"(?=x)", says("x"))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("location ~* (?=x)"), "{err}");
+
+    let dup =
+        |a: Location<Svc>, b: Location<Svc>| Locations::builder().location(a).location(b).build();
+    for (a, b) in [
+        (
+            Location::prefix("/a", says("1")),
+            Location::prefix("/a", says("2")),
+        ),
+        (
+            Location::prefix("/a", says("1")),
+            Location::prefix_no_regex("/a", says("2")),
+        ),
+        (
+            Location::exact("/a", says("1")),
+            Location::exact("/a", says("2")),
+        ),
+        (
+            Location::named("@a", says("1")),
+            Location::named("@a", says("2")),
+        ),
+    ] {
+        let err = dup(a, b).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::DuplicateLocation { .. }),
+            "{err}"
+        );
+    }
+    // Allowed by nginx: an exact and a prefix location with the same name, twin regexes.
+    assert!(dup(
+        Location::exact("/a", says("1")),
+        Location::prefix("/a", says("2"))
+    )
+    .is_ok());
+    assert!(dup(
+        Location::regex("a", says("1")),
+        Location::regex("a", says("2"))
+    )
+    .is_ok());
+    // Duplicates at different levels are fine too.
+    assert!(Locations::builder()
+        .location(Location::prefix("/a/", says("1")).nest(Location::regex("x", says("2"))))
+        .regex("x", says("3"))
+        .build()
+        .is_ok());
+
+    let invalid = |l: Location<Svc>| match Locations::builder().location(l).build() {
+        Err(ConfigError::InvalidLocation { location, reason }) => format!("{location}: {reason}"),
+        other => panic!("expected InvalidLocation, got {other:?}"),
+    };
+    assert!(invalid(Location::named("fallback", says("x"))).contains("starts with `@`"));
+    assert!(
+        invalid(Location::exact("/a", says("x")).nest(Location::regex("b", says("y"))))
+            .contains("exact location")
+    );
+    assert!(
+        invalid(Location::named("@a", says("x")).nest(Location::regex("b", says("y"))))
+            .contains("named location")
+    );
+    assert!(
+        invalid(Location::prefix("/a/", says("x")).nest(Location::named("@b", says("y"))))
+            .contains("top level")
+    );
+    let outside =
+        invalid(Location::prefix("/a/", says("x")).nest(Location::prefix("/b/", says("y"))));
+    assert!(outside.contains("outside"), "{outside}");
+}
+
+#[tokio::test]
+async fn proxy_pass_replaces_the_prefix_and_keeps_the_query() {
+    let upstream = says("tserver");
+    let rewritten = || -> Svc {
+        BoxCloneSyncService::new(ProxyPassLayer::new("/").unwrap().layer(upstream.clone()))
+    };
+    let locations = Locations::builder()
+        .prefix("/app/", rewritten())
+        .exact(
+            "/exact",
+            BoxCloneSyncService::new(ProxyPass::new(upstream.clone(), "/other").unwrap()),
+        )
+        .regex(r"\.jsp$", rewritten())
+        .prefix("/", upstream.clone())
+        .build()
+        .unwrap();
+    let cases = [
+        ("/app/x?q=1", "tserver GET /x?q=1 #0"),
+        ("/app/", "tserver GET / #0"),
+        ("//app//a/../x", "tserver GET /x #0"),
+        ("/app/a%20b?x=%20", "tserver GET /a%20b?x=%20 #0"),
+        ("/app/%3F%23", "tserver GET /%3F%23 #0"),
+        ("/app/%C3%A9", "tserver GET /%C3%A9 #0"),
+        ("/exact?a", "tserver GET /other?a #1"),
+        // A regex location: the URI is left alone, as nginx forbids a URI part there.
+        ("/app/x.jsp", "tserver GET /app/x.jsp #2"),
+        // Without the layer, the client's URI goes upstream unchanged.
+        ("//x/../y?z", "tserver GET //x/../y?z #3"),
+    ];
+    for (path, want) in cases {
+        assert_eq!(send(&locations, get(path)).await.1, want, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn proxy_pass_keeps_scheme_and_authority() {
+    let svc = ProxyPass::new(says("up"), "/v2/").unwrap();
+    let locations = Locations::builder().prefix("/api/", svc).build().unwrap();
+    let req = Request::get("http://example.com/api/users?id=7")
+        .body(String::new())
+        .unwrap();
+    assert_eq!(
+        send(&locations, req).await.1,
+        "up GET http://example.com/v2/users?id=7 #0"
+    );
+}
+
+#[tokio::test]
+async fn matched_location_extension_carries_captures() {
+    let svc = BoxCloneSyncService::new(service_fn(|req: Request<String>| async move {
+        let m = req.extensions().get::<MatchedLocation>().unwrap();
+        let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+        let body = format!(
+            "{m} | {:?} {:?} {:?} {} | {}",
+            text(m.capture(1)),
+            text(m.named_capture("file")),
+            text(m.capture(3)),
+            m.captures_len(),
+            String::from_utf8_lossy(m.path()),
+        );
+        Ok::<_, Infallible>(Response::new(body))
+    }));
+    let locations: Locations<Svc> = Locations::builder()
+        .regex(r"^/(\w+)/(?<file>[^/]+)\.php$", svc.clone())
+        .location(Location::prefix("/", svc.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(
+        send(&locations, get("/app/%69ndex.php")).await.1,
+        r#"location ~ ^/(\w+)/(?<file>[^/]+)\.php$ | Some("app") Some("index") None 3 | /app/index.php"#
+    );
+    assert_eq!(
+        send(&locations, get("/a/b")).await.1,
+        "location / | None None None 0 | /a/b"
+    );
+    let debug = format!("{:?}", locations.find("/a/x.php").unwrap().unwrap());
+    assert!(
+        debug.contains(r#"captures: [Some("/a/x.php"), Some("a"), Some("x")]"#),
+        "{debug}"
+    );
+}
+
+#[tokio::test]
+async fn method_and_body_reach_the_target() {
+    let echo = BoxCloneSyncService::new(service_fn(|req: Request<String>| async move {
+        Ok::<_, Infallible>(Response::new(format!("{} {}", req.method(), req.body())))
+    }));
+    let locations: Locations<Svc> = Locations::builder().prefix("/", echo).build().unwrap();
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri("/x")
+        .body("data".to_owned())
+        .unwrap();
+    assert_eq!(send(&locations, req).await.1, "PUT data");
+}
+
+#[test]
+fn services_are_clone_send_sync() {
+    fn assert_traits<T: Clone + Send + Sync + 'static>() {}
+    assert_traits::<Locations<Svc>>();
+    assert_traits::<ProxyPass<Svc>>();
+    let locations: Locations<Svc> = Locations::builder().prefix("/", says("x")).build().unwrap();
+    assert_eq!(locations.len(), 1);
+    assert!(!locations.is_empty());
+    let m = locations.find("/y").unwrap().unwrap();
+    let _: &Svc = locations.service(&m);
+    assert!(locations.named("@none", "/").is_none());
+}
