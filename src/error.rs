@@ -72,6 +72,14 @@ pub enum ConfigError {
         /// The URI given.
         uri: String,
     },
+    /// An `error_page` line nginx would reject.
+    #[error("invalid error_page `{page}`: {reason}")]
+    InvalidErrorPage {
+        /// The page's target.
+        page: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The error and its sources, looking inside `io::Error`s too (their `source()` skips the

@@ -12,7 +12,8 @@
 //! - a pooled keep-alive [`HttpPeer`] that sends requests to one backend
 //!   with nginx's connect and read timeouts;
 //! - [`Locations`]: nginx's `location` matching on nginx's normalised path, with
-//!   `proxy_pass` URI rewriting ([`location::ProxyPass`]).
+//!   [`error_page`](location::ErrorPage) and `proxy_pass` URI rewriting
+//!   ([`location::ProxyPass`]).
 //!
 //! The `Upstream` is `Clone + Send + Sync`, never fails (failures become `502`/`504`
 //! responses) and mounts in hyper or axum as it is.

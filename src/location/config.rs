@@ -118,8 +118,8 @@ impl<S> Location<S> {
         Self::new(LocationKind::RegexNoCase, pattern, service)
     }
 
-    /// `location @name`: a named location, reached only by an internal redirect
-    /// ([`InternalRedirect`](super::InternalRedirect)). The name includes the `@`.
+    /// `location @name`: a named location, reached only by an internal redirect (for
+    /// example from [`ErrorPage`](super::ErrorPage)). The name includes the `@`.
     pub fn named(name: impl Into<String>, service: S) -> Self {
         Self::new(LocationKind::Named, name, service)
     }

@@ -133,7 +133,7 @@ impl fmt::Debug for MatchedLocation {
 }
 
 /// Request extension marking a request that the gateway itself redirected (nginx's internal
-/// redirect), such as a request for an error page.
+/// redirect), such as the one [`ErrorPage`](super::ErrorPage) sends for an error page.
 ///
 /// Only such requests reach [`internal`](super::Location::internal) locations, and only
 /// they can name a [named location](super::Location::named): [`Locations`](super::Locations)

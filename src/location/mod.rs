@@ -13,7 +13,7 @@
 //! Nested locations ([`Location::nest`]) are searched as nginx searches them: once a prefix
 //! location is the longest match, its own locations are searched by the same rules, before
 //! the regexes of the level around it. Named locations (`@name`) are reached only by an
-//! internal redirect ([`InternalRedirect`]).
+//! internal redirect ([`InternalRedirect`]), such as an [error page](ErrorPage).
 //!
 //! Every target is a service of the same type `S`: an [`Upstream`](crate::Upstream),
 //! tower-http's `ServeDir`, a fixed response, or another `Locations`. To mix them, box them
@@ -82,7 +82,8 @@
 //! `400 Bad Request` for a path nginx rejects, `404 Not Found` when no location matches
 //! (nginx would serve its root directory) or a client reaches an
 //! [`internal`](Location::internal) location, and `500 Internal Server Error` for a redirect
-//! to an unknown named location. The body is `ResBody::default()`.
+//! to an unknown named location. The body is `ResBody::default()`; wrap the router in an
+//! [`ErrorPage`] for content.
 //!
 //! # Backpressure
 //!
@@ -125,6 +126,7 @@
 
 mod builder;
 mod config;
+pub mod error_page;
 mod future;
 mod matched;
 mod matcher;
@@ -136,6 +138,7 @@ mod tree;
 
 pub use builder::Builder;
 pub use config::{Location, LocationKind};
+pub use error_page::{ErrorPage, ErrorPageLayer, ErrorPageStatus, ErrorPages, ErrorPagesBuilder};
 pub use future::ResponseFuture;
 pub use matched::{InternalRedirect, MatchedLocation};
 pub use normalize::InvalidPath;

@@ -1,5 +1,5 @@
 //! Service-level tests of the location module: the router's own answers, internal and named
-//! locations, configuration errors, `proxy_pass` rewriting.
+//! locations, configuration errors, `proxy_pass` rewriting and error pages.
 
 use std::convert::Infallible;
 
@@ -19,6 +19,14 @@ fn says(name: &'static str) -> Svc {
         let id = m.map_or("-".to_owned(), |m| m.id().to_string());
         let body = format!("{name} {} {} #{id}", req.method(), req.uri());
         Ok::<_, Infallible>(Response::new(body))
+    }))
+}
+
+fn status(code: u16, name: &'static str) -> Svc {
+    BoxCloneSyncService::new(service_fn(move |_: Request<String>| async move {
+        let mut res = Response::new(name.to_owned());
+        *res.status_mut() = StatusCode::from_u16(code).unwrap();
+        Ok::<_, Infallible>(res)
     }))
 }
 
@@ -218,6 +226,83 @@ async fn proxy_pass_keeps_scheme_and_authority() {
 }
 
 #[tokio::test]
+async fn error_pages_redirect_internally_to_uris_and_named_locations() {
+    let locations = Locations::builder()
+        .prefix("/", status(404, "not here"))
+        .prefix("/down", status(502, "bad gateway"))
+        .prefix("/teapot", status(418, "teapot"))
+        .prefix("/moved", status(410, "gone"))
+        .prefix("/fine", status(200, "fine"))
+        .location(Location::exact("/50x.html", says("50x")).internal())
+        .exact("/404.html", says("404"))
+        .named("@fallback", says("fallback"))
+        .build()
+        .unwrap();
+    let pages = ErrorPages::builder()
+        .page([404], "/404.html")
+        .page([500, 502, 503, 504], "/50x.html")
+        .page_with([418], ErrorPageStatus::Page, "@fallback")
+        .page_with(
+            [410],
+            ErrorPageStatus::Fixed(StatusCode::MOVED_PERMANENTLY),
+            "https://example.com/new",
+        )
+        .build()
+        .unwrap();
+    let app = ErrorPageLayer::new(pages, locations.clone()).layer(locations);
+
+    let post = Request::post("/down/x?y=1")
+        .body("payload".to_owned())
+        .unwrap();
+    assert_eq!(
+        send(&app, post).await,
+        (StatusCode::BAD_GATEWAY, "50x GET /50x.html #5".to_owned())
+    );
+    let head = Request::head("/down").body(String::new()).unwrap();
+    assert_eq!(
+        send(&app, head).await,
+        (StatusCode::BAD_GATEWAY, "50x HEAD /50x.html #5".to_owned())
+    );
+    assert_eq!(
+        send(&app, get("/nothing")).await,
+        (StatusCode::NOT_FOUND, "404 GET /404.html #6".to_owned())
+    );
+    let delete = Request::delete("/teapot?x").body(String::new()).unwrap();
+    assert_eq!(
+        send(&app, delete).await,
+        (StatusCode::OK, "fallback DELETE /teapot?x #7".to_owned())
+    );
+    let res = app.clone().oneshot(get("/moved")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(res.headers()["location"], "https://example.com/new");
+    assert_eq!(res.body(), "");
+    assert_eq!(
+        send(&app, get("/fine")).await,
+        (StatusCode::OK, "fine".to_owned())
+    );
+    // The router's own 400 gets no page here (400 is not listed).
+    assert_eq!(send(&app, get("/../x")).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_failing_error_page_keeps_its_own_status() {
+    let locations = Locations::builder()
+        .prefix("/", status(502, "down"))
+        .build()
+        .unwrap();
+    let pages = ErrorPages::builder()
+        .page([502], "/50x.html")
+        .build()
+        .unwrap();
+    // "/50x.html" is served by `location /` too, which fails again: no second redirect.
+    let app = ErrorPage::new(locations.clone(), pages, locations);
+    assert_eq!(
+        send(&app, get("/x")).await,
+        (StatusCode::BAD_GATEWAY, "down".to_owned())
+    );
+}
+
+#[tokio::test]
 async fn matched_location_extension_carries_captures() {
     let svc = BoxCloneSyncService::new(service_fn(|req: Request<String>| async move {
         let m = req.extensions().get::<MatchedLocation>().unwrap();
@@ -270,6 +355,7 @@ async fn method_and_body_reach_the_target() {
 fn services_are_clone_send_sync() {
     fn assert_traits<T: Clone + Send + Sync + 'static>() {}
     assert_traits::<Locations<Svc>>();
+    assert_traits::<ErrorPage<Locations<Svc>, Locations<Svc>>>();
     assert_traits::<ProxyPass<Svc>>();
     let locations: Locations<Svc> = Locations::builder().prefix("/", says("x")).build().unwrap();
     assert_eq!(locations.len(), 1);
