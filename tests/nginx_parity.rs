@@ -185,7 +185,7 @@ async fn serve_error_pages() -> SocketAddr {
         .page_with([418], ErrorPageStatus::Page, "@teapot")
         .build()
         .unwrap();
-    let app = ErrorPage::new(locations.clone(), pages, locations);
+    let app = ErrorPage::new(locations, pages);
     // Error pages need a request body with `Default`; hyper's `Incoming` has none.
     let svc = ServiceBuilder::new()
         .map_request(|req: Request<Incoming>| req.map(|body| body.boxed_unsync()))

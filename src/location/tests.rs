@@ -249,7 +249,7 @@ async fn error_pages_redirect_internally_to_uris_and_named_locations() {
         )
         .build()
         .unwrap();
-    let app = ErrorPageLayer::new(pages, locations.clone()).layer(locations);
+    let app = ErrorPageLayer::new(pages).layer(locations);
 
     let post = Request::post("/down/x?y=1")
         .body("payload".to_owned())
@@ -295,7 +295,7 @@ async fn a_failing_error_page_keeps_its_own_status() {
         .build()
         .unwrap();
     // "/50x.html" is served by `location /` too, which fails again: no second redirect.
-    let app = ErrorPage::new(locations.clone(), pages, locations);
+    let app = ErrorPage::new(locations, pages);
     assert_eq!(
         send(&app, get("/x")).await,
         (StatusCode::BAD_GATEWAY, "down".to_owned())
@@ -355,7 +355,7 @@ async fn method_and_body_reach_the_target() {
 fn services_are_clone_send_sync() {
     fn assert_traits<T: Clone + Send + Sync + 'static>() {}
     assert_traits::<Locations<Svc>>();
-    assert_traits::<ErrorPage<Locations<Svc>, Locations<Svc>>>();
+    assert_traits::<ErrorPage<Locations<Svc>>>();
     assert_traits::<ProxyPass<Svc>>();
     let locations: Locations<Svc> = Locations::builder().prefix("/", says("x")).build().unwrap();
     assert_eq!(locations.len(), 1);

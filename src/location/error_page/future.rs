@@ -17,13 +17,13 @@ use crate::location::InternalRedirect;
 pin_project! {
     /// Response future of [`ErrorPage`](super::ErrorPage): the inner service's response,
     /// or the error page that replaces it.
-    pub struct ResponseFuture<F, E, B>
+    pub struct ResponseFuture<S, B>
     where
-        E: Service<Request<B>>,
+        S: Service<Request<B>>,
     {
         #[pin]
-        state: State<F, Oneshot<E, Request<B>>>,
-        redirect: Option<Redirect<E>>,
+        state: State<S::Future, Oneshot<S, Request<B>>>,
+        redirect: Option<Redirect<S>>,
     }
 }
 
@@ -35,18 +35,18 @@ pin_project! {
     }
 }
 
-/// What an error page needs: the request's head, the page service and the pages.
+/// What an error page needs: the request's head, the service to fetch it from, the pages.
 pub(crate) struct Redirect<E> {
     pub(crate) head: Request<()>,
     pub(crate) target: E,
     pub(crate) pages: ErrorPages,
 }
 
-impl<F, E, B> ResponseFuture<F, E, B>
+impl<S, B> ResponseFuture<S, B>
 where
-    E: Service<Request<B>>,
+    S: Service<Request<B>>,
 {
-    pub(crate) fn new(future: F, redirect: Option<Redirect<E>>) -> Self {
+    pub(crate) fn new(future: S::Future, redirect: Option<Redirect<S>>) -> Self {
         Self {
             state: State::Inner { future },
             redirect,
@@ -88,14 +88,13 @@ fn with_status<B>(mut res: Response<B>, status: StatusCode) -> Response<B> {
     res
 }
 
-impl<F, E, B, ResBody, Error> Future for ResponseFuture<F, E, B>
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
-    F: Future<Output = Result<Response<ResBody>, Error>>,
-    E: Service<Request<B>, Response = Response<ResBody>, Error = Error>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
     B: Default,
     ResBody: Default,
 {
-    type Output = Result<Response<ResBody>, Error>;
+    type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -154,9 +153,9 @@ fn is_error(s: StatusCode) -> bool {
     s.is_client_error() || s.is_server_error()
 }
 
-impl<F, E, B> fmt::Debug for ResponseFuture<F, E, B>
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
 where
-    E: Service<Request<B>>,
+    S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {

@@ -3,9 +3,10 @@
 //!
 //! `error_page 500 502 503 504 /50x.html;` makes nginx answer a `502` with the content of
 //! `/50x.html`, fetched by an internal redirect that goes through location matching again.
-//! [`ErrorPage`] does the same around any service, typically [`Locations`]: for a listed
-//! status it sends a second request to the *page service* (usually the same `Locations`)
-//! and answers with that, under the status [`ErrorPageStatus`] says.
+//! [`ErrorPage`] does the same around a [`Locations`]: for a listed status it sends a second
+//! request to (a clone of) the same `Locations` and answers with that, under the status
+//! [`ErrorPageStatus`] says. To answer with some other service, give it a location (a named
+//! one, or an [`internal`](super::Location::internal) exact one) and point the page there.
 //!
 //! - A target URI (`/50x.html`) is fetched with `GET` (a `HEAD` stays a `HEAD`), the
 //!   client's headers and request extensions, an empty body, and an [`InternalRedirect`]
@@ -41,7 +42,7 @@
 //!     .build()?;
 //! // error_page 500 502 503 504 /50x.html;
 //! let pages = ErrorPages::builder().page([500, 502, 503, 504], "/50x.html").build()?;
-//! let app = ErrorPageLayer::new(pages, locations.clone()).layer(locations);
+//! let app = ErrorPageLayer::new(pages).layer(locations);
 //!
 //! let res = app.oneshot(Request::get("/app").body(String::new())?).await?;
 //! assert_eq!(res.status(), StatusCode::BAD_GATEWAY); // the error's status...
@@ -72,6 +73,14 @@
 //!   file, but sends the original status for a failing proxied page).
 //! - The page request has no body, including for a named location.
 //!
+//! # Why the pages come from the wrapped service
+//!
+//! A separate page service of another type would have to produce the very same response
+//! type, and with body types such as `UnsyncBoxBody<Bytes, Box<dyn Error + Send + Sync>>`
+//! rustc then cannot prove the server future `Send` inside `tokio::spawn` ("implementation
+//! of `Service` is not general enough"). One service type avoids that, and it is nginx's
+//! model anyway: the redirect goes through the server's locations.
+//!
 //! [`Locations`]: super::Locations
 //! [`InternalRedirect`]: super::InternalRedirect
 
@@ -92,44 +101,42 @@ use future::Redirect;
 /// Layer of [`ErrorPage`]. See the [module docs](self) for an example.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct ErrorPageLayer<E> {
+pub struct ErrorPageLayer {
     pages: ErrorPages,
-    target: E,
 }
 
-impl<E> ErrorPageLayer<E> {
-    /// Error pages `pages`, fetched from `target` (typically the wrapped
-    /// [`Locations`](super::Locations) itself, cloned).
-    pub fn new(pages: ErrorPages, target: E) -> Self {
-        Self { pages, target }
+impl ErrorPageLayer {
+    /// Error pages `pages`, fetched from the wrapped service.
+    pub fn new(pages: ErrorPages) -> Self {
+        Self { pages }
     }
 }
 
-impl<S, E: Clone> Layer<S> for ErrorPageLayer<E> {
-    type Service = ErrorPage<S, E>;
+impl<S> Layer<S> for ErrorPageLayer {
+    type Service = ErrorPage<S>;
 
-    fn layer(&self, inner: S) -> ErrorPage<S, E> {
-        ErrorPage::new(inner, self.pages.clone(), self.target.clone())
+    fn layer(&self, inner: S) -> ErrorPage<S> {
+        ErrorPage::new(inner, self.pages.clone())
     }
 }
 
-/// Replaces responses whose status has an error page with that page: nginx's
-/// `error_page`. See the [module docs](self).
+/// Replaces responses whose status has an error page with that page, fetched from the
+/// wrapped service itself: nginx's `error_page`. See the [module docs](self).
 #[derive(Clone)]
-pub struct ErrorPage<S, E> {
+pub struct ErrorPage<S> {
     inner: S,
-    target: E,
     pages: ErrorPages,
 }
 
-impl<S, E> ErrorPage<S, E> {
-    /// Wraps `inner`; pages come from `target`.
-    pub fn new(inner: S, pages: ErrorPages, target: E) -> Self {
-        Self {
-            inner,
-            target,
-            pages,
-        }
+impl<S> ErrorPage<S> {
+    /// Wraps `inner`, typically a [`Locations`](super::Locations).
+    pub fn new(inner: S, pages: ErrorPages) -> Self {
+        Self { inner, pages }
+    }
+
+    /// The layer, as [`ErrorPageLayer::new`].
+    pub fn layer(pages: ErrorPages) -> ErrorPageLayer {
+        ErrorPageLayer::new(pages)
     }
 
     /// The error pages.
@@ -153,26 +160,24 @@ impl<S, E> ErrorPage<S, E> {
     }
 }
 
-impl<S: fmt::Debug, E> fmt::Debug for ErrorPage<S, E> {
+impl<S: fmt::Debug> fmt::Debug for ErrorPage<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ErrorPage")
             .field("inner", &self.inner)
-            .field("target", &std::any::type_name::<E>())
             .field("pages", &self.pages)
             .finish()
     }
 }
 
-impl<S, E, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorPage<S, E>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorPage<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    E: Service<Request<ReqBody>, Response = Response<ResBody>, Error = S::Error> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ReqBody: Default,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, E, ReqBody>;
+    type Future = ResponseFuture<S, ReqBody>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -189,7 +194,9 @@ where
             *head.extensions_mut() = req.extensions().clone();
             Redirect {
                 head,
-                target: self.target.clone(),
+                // The page goes through a clone of the inner service, driven to readiness
+                // by its own `Oneshot`; the ready inner service takes this request.
+                target: self.inner.clone(),
                 pages: self.pages.clone(),
             }
         });
