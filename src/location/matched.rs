@@ -81,7 +81,8 @@ impl MatchedLocation {
 
     /// Group `i` of the last regex location that matched (nginx's `$1`..`$9`; 0 is the
     /// whole match). `None` if there is no such group, it did not take part in the match,
-    /// or no regex location matched.
+    /// or no regex location matched. Captures are recorded only for regexes that have
+    /// groups, so a regex without any has no group 0 either (it costs a second search).
     pub fn capture(&self, i: usize) -> Option<&[u8]> {
         let captured = self.captures.as_deref()?;
         let (start, end) = captured.locations.get(i)?;
@@ -99,7 +100,7 @@ impl MatchedLocation {
     }
 
     /// The number of groups of the last regex location that matched, group 0 included
-    /// (0 when no regex location matched).
+    /// (0 when no regex location matched, or it has no groups).
     pub fn captures_len(&self) -> usize {
         self.captures.as_deref().map_or(0, |c| c.locations.len())
     }

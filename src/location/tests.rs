@@ -364,3 +364,79 @@ fn services_are_clone_send_sync() {
     let _: &Svc = locations.service(&m);
     assert!(locations.named("@none", "/").is_none());
 }
+
+#[tokio::test]
+async fn upstreams_and_other_locations_are_targets() {
+    use crate::upstream::ReplayBody;
+    use crate::{Peer, SelectedPeer, Upstream};
+
+    let peer = |name: &'static str| {
+        service_fn(move |_: Request<ReplayBody<String>>| async move {
+            Ok::<_, Infallible>(Response::new(name.to_owned()))
+        })
+    };
+    let upstream = |name: &'static str| {
+        Upstream::builder()
+            .name(name)
+            .peer(Peer::new(name, peer(name)))
+            .build()
+            .unwrap()
+    };
+    // No boxing: every target is an `Upstream` of the same type.
+    let locations = Locations::builder()
+        .prefix("/a/", upstream("a"))
+        .regex(r"\.jsp$", upstream("tomcat"))
+        .build()
+        .unwrap();
+    let res = locations.clone().oneshot(get("/a/x")).await.unwrap();
+    assert_eq!(res.extensions().get::<SelectedPeer>().unwrap().name(), "a");
+    let res = locations.clone().oneshot(get("/a/x.jsp")).await.unwrap();
+    assert_eq!(
+        res.extensions().get::<SelectedPeer>().unwrap().name(),
+        "tomcat"
+    );
+    // The router's own answer uses the upstream body's `Default`: an empty synthetic body.
+    let res = locations.clone().oneshot(get("/b")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(res.body().is_synthetic());
+
+    // A `Locations` as the target of another.
+    let inner: Svc = BoxCloneSyncService::new(
+        Locations::builder()
+            .regex(r"\.php$", says("inner-php"))
+            .prefix("/app/", says("inner-app"))
+            .build()
+            .unwrap(),
+    );
+    let outer = Locations::builder()
+        .prefix("/app/", inner)
+        .prefix("/", says("outer"))
+        .build()
+        .unwrap();
+    assert_eq!(
+        send(&outer, get("/app/x.php")).await.1,
+        "inner-php GET /app/x.php #0"
+    );
+    assert_eq!(
+        send(&outer, get("/app/x")).await.1,
+        "inner-app GET /app/x #1"
+    );
+    assert_eq!(send(&outer, get("/x.php")).await.1, "outer GET /x.php #1");
+    // The inner router's 404 comes through.
+    let lost = Locations::builder()
+        .prefix(
+            "/app/",
+            BoxCloneSyncService::new(
+                Locations::builder()
+                    .exact("/app/only", says("only"))
+                    .build()
+                    .unwrap(),
+            ),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(
+        send(&lost, get("/app/other")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
