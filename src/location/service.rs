@@ -71,11 +71,13 @@ impl<S> Locations<S> {
         self.shared.matcher.named(name, path.as_bytes())
     }
 
-    /// The service of a location this router returned.
+    /// The service of a location this router returned (located by
+    /// [`MatchedLocation::id`]).
     ///
     /// # Panics
     ///
-    /// If `location` comes from another `Locations`.
+    /// If `location` comes from a larger `Locations`; one from a smaller one gives an
+    /// unrelated service.
     pub fn service(&self, location: &MatchedLocation) -> &S {
         &self.shared.services[location.id()]
     }
@@ -124,7 +126,10 @@ impl<S> fmt::Debug for Locations<S> {
             .matcher
             .locs
             .iter()
-            .map(|loc| format!("{}{}", loc.info.kind.modifier(), loc.info.pattern))
+            .map(|loc| match loc.info.kind.modifier() {
+                "" => loc.info.pattern.to_string(),
+                modifier => format!("{modifier} {}", loc.info.pattern),
+            })
             .collect();
         f.debug_struct("Locations")
             .field("locations", &locations)
