@@ -55,6 +55,14 @@ impl<B> ResponseBody<B> {
     }
 }
 
+/// An empty synthetic body, so that routers and error pages in front of an
+/// [`Upstream`](crate::Upstream) can answer on their own.
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self::synthetic(Bytes::new())
+    }
+}
+
 impl<B> std::fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = if self.is_synthetic() {

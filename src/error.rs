@@ -103,6 +103,44 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
+    /// A regex location whose pattern does not compile.
+    #[error("`{location}`: invalid regex: {error}")]
+    InvalidLocationRegex {
+        /// The location, as nginx writes it (`location ~ \.php$`).
+        location: String,
+        /// The regex compiler's message.
+        error: String,
+    },
+    /// Two locations that nginx would reject as duplicates (same kind and pattern at the
+    /// same level, or two named locations with the same name).
+    #[error("duplicate `{location}`")]
+    DuplicateLocation {
+        /// The second location, as nginx writes it.
+        location: String,
+    },
+    /// A location nginx would not accept where it is (nesting rules, a named location
+    /// without `@`).
+    #[error("`{location}`: {reason}")]
+    InvalidLocation {
+        /// The location, as nginx writes it.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `proxy_pass` URI part that is not a path starting with `/` without query.
+    #[error("invalid proxy_pass URI `{uri}`: it must be a path starting with `/`, without query")]
+    InvalidProxyPassUri {
+        /// The URI given.
+        uri: String,
+    },
+    /// An `error_page` line nginx would reject.
+    #[error("invalid error_page `{page}`: {reason}")]
+    InvalidErrorPage {
+        /// The page's target.
+        page: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The error and its sources, looking inside `io::Error`s too (their `source()` skips the

@@ -11,6 +11,9 @@
 //!   round-robin, `ip_hash`, `hash ... consistent`, `least_conn`, `random two least_conn`;
 //! - a pooled keep-alive [`HttpPeer`] that sends requests to one backend
 //!   with nginx's connect and read timeouts;
+//! - [`Locations`]: nginx's `location` matching on nginx's normalised path, with
+//!   [`error_page`](location::ErrorPage) and `proxy_pass` URI rewriting
+//!   ([`location::ProxyPass`]).
 //! - [proxy headers](proxy_headers) as nginx sets them: `proxy_set_header`, the realip
 //!   module, hop-by-hop headers, WebSocket tunnels, `proxy_redirect` and `proxy_cookie_*`.
 //!
@@ -86,6 +89,7 @@ pub mod affinity;
 mod body;
 mod error;
 pub mod http_peer;
+pub mod location;
 mod outlier;
 mod peer;
 mod peer_set;
@@ -98,6 +102,7 @@ pub mod upstream;
 pub use body::ResponseBody;
 pub use error::ConfigError;
 pub use http_peer::{HttpClient, HttpClientBuilder, HttpPeer};
+pub use location::Locations;
 pub use outlier::OutlierDetection;
 pub use peer::Peer;
 pub use peer_set::{PeerSet, PeerState, PeerStatus, Tried, Weights};

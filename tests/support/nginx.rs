@@ -261,7 +261,17 @@ pub(crate) struct Response {
 /// works on Linux loopback without configuration; `None`: the OS picks), with
 /// `Connection: close`, reading to the end.
 pub(crate) async fn get(src: Option<IpAddr>, addr: SocketAddr, path: &str) -> Response {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    get_raw(src, addr, path.as_bytes()).await
+}
+
+/// As [`get`], with a request target of any bytes, written verbatim into the request line
+/// (nothing is normalised or escaped: `//a`, `/%2e%2e/` and even non-UTF-8 bytes reach the
+/// server as given).
+pub(crate) async fn get_raw(src: Option<IpAddr>, addr: SocketAddr, target: &[u8]) -> Response {
+    let path = String::from_utf8_lossy(target);
+    let mut request = b"GET ".to_vec();
+    request.extend_from_slice(target);
+    request.extend_from_slice(b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     let exchange = async {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()
@@ -272,7 +282,7 @@ pub(crate) async fn get(src: Option<IpAddr>, addr: SocketAddr, path: &str) -> Re
             socket.bind(SocketAddr::new(src, 0))?;
         }
         let mut stream = socket.connect(addr).await?;
-        stream.write_all(request.as_bytes()).await?;
+        stream.write_all(&request).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
         std::io::Result::Ok(raw)
