@@ -141,6 +141,55 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A `proxy_pass` (in a [config](crate::config)) names an upstream that is not defined.
+    #[error("`{location}`: proxy_pass to `{upstream}`, which is not a defined upstream")]
+    UnknownUpstream {
+        /// The location, as nginx writes it.
+        location: String,
+        /// The upstream's name.
+        upstream: String,
+    },
+    /// Two upstreams (in a [config](crate::config)) have the same name.
+    #[error("duplicate upstream `{upstream}`")]
+    DuplicateUpstream {
+        /// The repeated name.
+        upstream: String,
+    },
+    /// A peer address that is not `host[:port]`.
+    #[error("upstream `{upstream}`: invalid peer address `{peer}`")]
+    InvalidPeerAddress {
+        /// The upstream's name.
+        upstream: String,
+        /// The address given.
+        peer: String,
+    },
+    /// A `hash` key the crate cannot extract.
+    #[error(
+        "upstream `{upstream}`: unsupported hash key `{key}` \
+         (supported: $request_uri, $http_NAME, $cookie_NAME, $arg_NAME)"
+    )]
+    UnsupportedHashKey {
+        /// The upstream's name.
+        upstream: String,
+        /// The key as written.
+        key: String,
+    },
+    /// A `proxy_pass` URL that cannot be used: not `http://`, or with a bad URI part.
+    #[error("invalid proxy_pass `{value}`: {reason}")]
+    InvalidProxyPass {
+        /// The URL given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `return` that cannot be answered (status outside `100..=999`).
+    #[error("`{location}`: invalid return: {reason}")]
+    InvalidReturn {
+        /// The location, as nginx writes it.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The error and its sources, looking inside `io::Error`s too (their `source()` skips the

@@ -87,6 +87,7 @@
 
 pub mod affinity;
 mod body;
+pub mod config;
 mod error;
 pub mod http_peer;
 pub mod location;

@@ -142,6 +142,7 @@ pub use error_page::{ErrorPage, ErrorPageLayer, ErrorPageStatus, ErrorPages, Err
 pub use future::ResponseFuture;
 pub use matched::{InternalRedirect, MatchedLocation};
 pub use normalize::InvalidPath;
+pub(crate) use rewrite::escape_into;
 pub use rewrite::{ProxyPass, ProxyPassLayer};
 pub use service::Locations;
 

@@ -181,7 +181,7 @@ pub(crate) fn rewrite(
 
 /// nginx's `NGX_ESCAPE_URI`: controls, space, `"#%<>?\^{|}` and backtick, DEL and
 /// non-ASCII bytes are percent-encoded.
-fn escape_into(out: &mut String, bytes: &[u8]) {
+pub(crate) fn escape_into(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
         let escape = b <= b' '
