@@ -1,6 +1,6 @@
 //! A gateway from configuration: upstreams and locations as plain data
-//! ([`GatewayConfig`]), loaded from TOML or JSON (with the `serde` feature), and built
-//! into one service ([`Gateway`]).
+//! ([`GatewayConfig`]), loaded from TOML (with the `serde` feature) or imported from an
+//! nginx configuration file ([`nginx`]), and built into one service ([`Gateway`]).
 //!
 //! | nginx | model | built into |
 //! |---|---|---|
@@ -49,6 +49,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `examples/gateway.rs` serves a configuration: `--nginx-conf nginx.conf`, or
+//! `--config gateway.toml` with the `serde` feature (`examples/gateway.toml` is the seed's
+//! `nginx.conf` in TOML).
+//!
 //! # Serving
 //!
 //! [`Gateway`] is a `Service<Request<B>>` for any body, always ready and cheap to clone.
@@ -87,6 +91,7 @@
 
 mod build;
 mod model;
+pub mod nginx;
 mod service;
 mod units;
 
@@ -95,3 +100,6 @@ pub use model::{
     PolicyConfig, ProxyPassConfig, ReturnConfig, UpstreamConfig,
 };
 pub use service::{Gateway, GatewayBody, ResponseFuture};
+
+#[cfg(test)]
+mod tests;

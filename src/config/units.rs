@@ -1,6 +1,4 @@
 //! nginx's time (`10s`, `1m 30s`, `500ms`) and size (`8m`, `32k`) syntax.
-// Used by the serde helpers below; the nginx importer will use them too.
-#![cfg_attr(not(feature = "serde"), allow(dead_code))]
 
 use std::time::Duration;
 
