@@ -9,9 +9,21 @@
 //!
 //! Options: `--listen ADDR` (default 127.0.0.1:8080), `--peer HOST:PORT[=WEIGHT]` (repeat),
 //! `--backup HOST:PORT`, `--policy round-robin|ip-hash|least-conn|random-two`.
+//!
+//! Or a whole gateway from a file (`tower_upstream::config`), its `listen` addresses used
+//! unless `--listen` is given:
+//!
+//! ```text
+//! cargo run --example gateway -- --nginx-conf nginx.conf --listen 127.0.0.1:8080
+//! cargo run --example gateway --features serde -- --config examples/gateway.toml
+//! ```
+//!
+//! The nginx importer's report (directives ignored or unsupported, with their lines) is
+//! printed to stderr.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,19 +35,25 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower_upstream::config::{nginx, Gateway, GatewayConfig};
 use tower_upstream::policy::{BuildIndex, IpHash, LeastConn, Policy, Random, RoundRobin};
 use tower_upstream::proxy_headers::{ProxyHeadersLayer, UpgradeLayer};
 use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{HttpClient, HttpPeer, Peer, Upstream};
 
 const USAGE: &str = "usage: gateway [--listen ADDR] [--peer HOST:PORT[=WEIGHT]]... \
-[--backup HOST:PORT]... [--policy round-robin|ip-hash|least-conn|random-two] [--workers N]";
+[--backup HOST:PORT]... [--policy round-robin|ip-hash|least-conn|random-two] [--workers N] \
+[--config FILE.toml | --nginx-conf FILE]";
 
 struct Args {
     listen: SocketAddr,
     peers: Vec<(String, u32, bool)>,
     policy: String,
     workers: usize,
+    /// `--listen` was given.
+    listen_set: bool,
+    config: Option<PathBuf>,
+    nginx_conf: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +62,9 @@ fn parse_args() -> Result<Args, String> {
         peers: Vec::new(),
         policy: "round-robin".into(),
         workers: 0,
+        listen_set: false,
+        config: None,
+        nginx_conf: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,7 +73,12 @@ fn parse_args() -> Result<Args, String> {
                 .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
         };
         match flag.as_str() {
-            "--listen" => args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
+            "--listen" => {
+                args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?;
+                args.listen_set = true;
+            }
+            "--config" => args.config = Some(value()?.into()),
+            "--nginx-conf" => args.nginx_conf = Some(value()?.into()),
             "--peer" => {
                 let v = value()?;
                 let (addr, weight) = match v.split_once('=') {
@@ -188,6 +214,9 @@ fn main() {
 }
 
 async fn start(mut args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.config.is_some() || args.nginx_conf.is_some() {
+        return serve_config(&args).await;
+    }
     if args.peers.is_empty() {
         // The embedded default: the seed's two Tomcats, played by two in-process backends.
         for name in ["tomcat1", "tomcat2"] {
@@ -214,5 +243,95 @@ async fn start(mut args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "least-conn" => run(&args, peers, LeastConn::new()).await,
         "random-two" => run(&args, peers, Random::two_least_conn()).await,
         other => Err(format!("unknown policy {other}\n{USAGE}").into()),
+    }
+}
+
+/// `--config` or `--nginx-conf`: the gateway the file describes.
+async fn serve_config(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if !args.peers.is_empty()
+        || args.policy != "round-robin"
+        || args.config.is_some() == args.nginx_conf.is_some()
+    {
+        return Err(format!(
+            "--config or --nginx-conf, one of them, without --peer, --backup, --policy\n{USAGE}"
+        )
+        .into());
+    }
+    let config = match (&args.config, &args.nginx_conf) {
+        (Some(toml), _) => read_toml(toml)?,
+        (_, Some(path)) => {
+            let imported = nginx::import_file(path)?;
+            for e in &imported.report {
+                eprintln!(
+                    "{}:{}: {}: {}: {}",
+                    path.display(),
+                    e.line(),
+                    e.directive(),
+                    e.outcome(),
+                    e.message()
+                );
+            }
+            imported.config
+        }
+        (None, None) => unreachable!("checked above"),
+    };
+    let gateway = config.build()?;
+    let addrs = if args.listen_set || config.listen.is_empty() {
+        vec![args.listen]
+    } else {
+        config.listen.clone()
+    };
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("listen {addr}: {e}"))?;
+        // Printed first: tests and scripts read the address from this line.
+        println!("gateway listening on http://{}", listener.local_addr()?);
+        listeners.push(listener);
+    }
+    let mut loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        loops.spawn(accept(listener, gateway.clone()));
+    }
+    while let Some(done) = loops.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "serde")]
+fn read_toml(path: &Path) -> Result<GatewayConfig, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+#[cfg(not(feature = "serde"))]
+fn read_toml(_: &Path) -> Result<GatewayConfig, Box<dyn std::error::Error>> {
+    Err("--config needs the `serde` feature: \
+         cargo run --example gateway --features serde -- --config FILE.toml"
+        .into())
+}
+
+/// Serves `gateway` on `listener`, as `run` serves the upstream.
+async fn accept(listener: TcpListener, gateway: Gateway) -> std::io::Result<()> {
+    loop {
+        let (stream, client) = listener.accept().await?;
+        let svc = ServiceBuilder::new()
+            .map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(client);
+                req
+            })
+            .service(gateway.clone());
+        tokio::spawn(async move {
+            let mut server = auto::Builder::new(TokioExecutor::new());
+            server
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
+            let _ = server
+                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc))
+                .await;
+        });
     }
 }
