@@ -16,6 +16,9 @@
 //!   ([`location::ProxyPass`]).
 //! - [proxy headers](proxy_headers) as nginx sets them: `proxy_set_header`, the realip
 //!   module, hop-by-hop headers, WebSocket tunnels, `proxy_redirect` and `proxy_cookie_*`.
+//! - [`config`]: a whole gateway (upstreams, locations, static files, error pages) as
+//!   plain data, loaded from TOML with the `serde` feature or imported from an nginx
+//!   configuration file ([`config::nginx`]), and built into one service.
 //!
 //! The `Upstream` is `Clone + Send + Sync`, never fails (failures become `502`/`504`
 //! responses) and mounts in hyper or axum as it is.
@@ -78,7 +81,7 @@
 //!
 //! # Feature flags
 //!
-//! None yet: everything above is always compiled.
+//! - `serde` (off by default): `Serialize` and `Deserialize` for the [`config`] model.
 //!
 //! # Supported Rust versions
 //!
