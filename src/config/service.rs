@@ -316,9 +316,11 @@ impl Service<Request<ReqBody>> for BodyLimit {
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
+        // An error page's request has the client's headers but an empty body: its
+        // `Content-Length` is not its own.
+        let declared = (!req.body().is_end_stream())
+            .then(|| req.headers().get(CONTENT_LENGTH))
+            .flatten()
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.limit) {
             tracing::debug!(limit = self.limit, "client intended to send too large body");

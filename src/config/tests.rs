@@ -214,6 +214,14 @@ async fn client_max_body_size() {
     assert_eq!(status("/", "12345").await, 413);
     assert_eq!(status("/big/", "123456789").await, 204);
     assert_eq!(status("/small/", "123").await, 413);
+    // The request for an error page has no body, whatever the client's `Content-Length`.
+    let gw = gateway(
+        "error_page 502 /50x.html;
+         location /up/ { client_max_body_size 0; return 502; }
+         location = /50x.html { client_max_body_size 1; return 200 'page'; }",
+    );
+    let (status, _, body) = send(&gw, Method::POST, "/up/", "0123456789").await;
+    assert_eq!((status.as_u16(), body.as_str()), (502, "page"));
     // nginx's default is 1 MiB.
     let gw = gateway("location / { return 204; }");
     let big: &'static str = Box::leak("x".repeat((1 << 20) + 1).into_boxed_str());
