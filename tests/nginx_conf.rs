@@ -309,8 +309,10 @@ async fn answers_as_nginx_does() {
     for regexes in [Regexes::Seed, Regexes::Fixed] {
         let site = start(regexes).await;
         let root = Root::new();
-        // No FastCGI server: a port nothing listens on.
-        let closed = raw::free_ports(1)[0];
+        // No FastCGI server: a port bound without listening, so connecting is refused.
+        let unused = tokio::net::TcpSocket::new_v4().unwrap();
+        unused.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let closed = unused.local_addr().unwrap().port();
         let rewritten = rewrite(&text, &site.backends, &root, regexes);
         let blocks: Vec<&str> = rewritten.lines().collect();
         let blocks = blocks[first - 1..last - 1].join("\n");

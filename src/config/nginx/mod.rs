@@ -17,8 +17,10 @@
 //! | `server` | `listen` (`addr:port`, `port`, `addr`), `server_name`, `location`, `root`, `index`, `proxy_set_header`, `error_page`, `client_max_body_size` |
 //! | `location` | `proxy_pass http://…` (an upstream's name, else `host[:port]`, which becomes an upstream of one peer), `return`, `internal`, nested `location`, and the settings above |
 //!
-//! A `proxy_set_header` for `Upgrade` or `Connection` is not passed on: WebSocket upgrades
-//! are always tunnelled and peer connections kept alive (an ignored entry says so).
+//! A `proxy_set_header` for a hop-by-hop header (`Upgrade`, `Connection`, ...) is not
+//! passed on: WebSocket upgrades are always tunnelled and peer connections kept alive (an
+//! ignored entry says so). It still replaces the inherited `proxy_set_header` lines, as in
+//! nginx.
 //!
 //! # Ignored: not applicable
 //!
