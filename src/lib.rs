@@ -89,6 +89,7 @@ mod peer_set;
 pub mod policy;
 pub mod proxy_headers;
 pub mod stats;
+pub mod status_page;
 pub mod upstream;
 
 pub use body::ResponseBody;

@@ -2,7 +2,8 @@
 //!
 //! [`Upstream::stats`](crate::Upstream::stats) reads every peer's atomics and returns an
 //! [`UpstreamStats`]: no lock is held while requests run, so a status page or a metrics
-//! exporter can poll it every second.
+//! exporter can poll it every second. [`StatusPage`](crate::status_page::StatusPage) shows
+//! it as HTML and JSON.
 //!
 //! ```
 //! use std::time::Duration;
@@ -175,6 +176,37 @@ pub struct PeerStats {
 }
 
 impl PeerStats {
+    /// The snapshot of an idle, active peer called `name` with weight 1, for sources other
+    /// than an [`Upstream`](crate::Upstream); set the public fields to fill it in.
+    ///
+    /// ```
+    /// use tower_upstream::stats::{PeerHealth, PeerStats};
+    ///
+    /// let mut peer = PeerStats::new("10.0.0.1:8080");
+    /// peer.requests = 42;
+    /// assert_eq!((peer.route.as_str(), peer.health()), ("10.0.0.1:8080", PeerHealth::Up));
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            route: name.clone(),
+            name,
+            backup: false,
+            status: PeerStatus::Active,
+            available: true,
+            unavailable_for: None,
+            weight: 1,
+            effective_weight: 1,
+            fails: 0,
+            active: 0,
+            requests: 0,
+            responses: [0; 5],
+            failures: Failures::default(),
+            last_failure: None,
+            response_time: None,
+        }
+    }
+
     /// The peer's state at a glance: its administrative status, then whether failures,
     /// an ejection or `max_conns` keep new requests away.
     pub fn health(&self) -> PeerHealth {
@@ -257,6 +289,43 @@ impl UpstreamStats {
     /// Attempts sent, over all peers.
     pub fn requests(&self) -> u64 {
         self.peers.iter().map(|p| p.requests).sum()
+    }
+}
+
+/// Anything that can take an [`UpstreamStats`] snapshot: an [`Upstream`] of any peer and
+/// policy type, or a closure. [`StatusPage`] and the metrics exporter read their upstreams
+/// through it, so upstreams of different types can share one page.
+///
+/// ```
+/// use tower_upstream::stats::{StatsSource, UpstreamStats};
+///
+/// let source = || UpstreamStats::new("static", Vec::new());
+/// assert_eq!(source.stats().name, "static");
+/// ```
+///
+/// [`Upstream`]: crate::Upstream
+/// [`StatusPage`]: crate::status_page::StatusPage
+pub trait StatsSource: Send + Sync + 'static {
+    /// A snapshot taken now.
+    fn stats(&self) -> UpstreamStats;
+}
+
+impl<S, P> StatsSource for crate::Upstream<S, P>
+where
+    P: crate::policy::BuildIndex,
+    Self: Send + Sync + 'static,
+{
+    fn stats(&self) -> UpstreamStats {
+        crate::Upstream::stats(self)
+    }
+}
+
+impl<F> StatsSource for F
+where
+    F: Fn() -> UpstreamStats + Send + Sync + 'static,
+{
+    fn stats(&self) -> UpstreamStats {
+        self()
     }
 }
 
