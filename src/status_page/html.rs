@@ -266,7 +266,7 @@ fn sparkline(out: &mut String, rates: &Rates) {
     );
     if let Some(oldest) = rates.points.first() {
         // A young history fills the width; from a minute on, the axis is the last minute.
-        let window = oldest.from.clamp(10.0, WINDOW.as_secs_f64());
+        let window = oldest.from.clamp(5.0, WINDOW.as_secs_f64());
         let x = |ago: f64| SPARK_W * (1.0 - (ago / window).min(1.0));
         let y = |rate: f64| {
             if max > 0.0 {
