@@ -72,7 +72,11 @@
 //!
 //! # Feature flags
 //!
-//! None yet: everything above is always compiled.
+//! - `metrics` (off by default): `metrics::MetricsExporter` publishes every upstream's and
+//!   peer's statistics through the [`metrics`](https://docs.rs/metrics) facade crate, for
+//!   any exporter (Prometheus, StatsD, ...).
+//!
+//! Everything else is always compiled, including the [`status_page`].
 //!
 //! # Supported Rust versions
 //!
@@ -83,6 +87,9 @@ pub mod affinity;
 mod body;
 mod error;
 pub mod http_peer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod outlier;
 mod peer;
 mod peer_set;
