@@ -12,7 +12,9 @@
 //! - a pooled keep-alive [`HttpPeer`] that sends requests to one backend
 //!   with nginx's connect and read timeouts;
 //! - [proxy headers](proxy_headers) as nginx sets them: `proxy_set_header`, the realip
-//!   module, hop-by-hop headers, WebSocket tunnels, `proxy_redirect` and `proxy_cookie_*`.
+//!   module, hop-by-hop headers, WebSocket tunnels, `proxy_redirect` and `proxy_cookie_*`;
+//! - [statistics](stats) per upstream and peer, a [status page](status_page) (HTML and
+//!   JSON), an optional `metrics` exporter and one `tracing` span per request.
 //!
 //! The `Upstream` is `Clone + Send + Sync`, never fails (failures become `502`/`504`
 //! responses) and mounts in hyper or axum as it is.
