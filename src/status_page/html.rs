@@ -74,7 +74,7 @@ font-variant-numeric:tabular-nums}
 .c5{background:var(--r5);fill:var(--r5)}
 .empty{fill:var(--line)}
 .fail{color:var(--unavailable);font-weight:600}
-.nowrap,.sub{white-space:nowrap}
+.sub{white-space:nowrap}
 footer{display:flex;flex-wrap:wrap;gap:8px 14px;align-items:center;color:var(--dim);font-size:12px}
 "#;
 
