@@ -15,7 +15,9 @@
 //!   [`error_page`](location::ErrorPage) and `proxy_pass` URI rewriting
 //!   ([`location::ProxyPass`]).
 //! - [proxy headers](proxy_headers) as nginx sets them: `proxy_set_header`, the realip
-//!   module, hop-by-hop headers, WebSocket tunnels, `proxy_redirect` and `proxy_cookie_*`.
+//!   module, hop-by-hop headers, WebSocket tunnels, `proxy_redirect` and `proxy_cookie_*`;
+//! - [statistics](stats) per upstream and peer, a [status page](status_page) (HTML and
+//!   JSON), an optional `metrics` exporter and one `tracing` span per request.
 //!
 //! The `Upstream` is `Clone + Send + Sync`, never fails (failures become `502`/`504`
 //! responses) and mounts in hyper or axum as it is.
@@ -78,7 +80,11 @@
 //!
 //! # Feature flags
 //!
-//! None yet: everything above is always compiled.
+//! - `metrics` (off by default): `metrics::MetricsExporter` publishes every upstream's and
+//!   peer's statistics through the [`metrics`](https://docs.rs/metrics) facade crate, for
+//!   any exporter (Prometheus, StatsD, ...).
+//!
+//! Everything else is always compiled, including the [`status_page`].
 //!
 //! # Supported Rust versions
 //!
@@ -90,6 +96,9 @@ mod body;
 mod error;
 pub mod http_peer;
 pub mod location;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod outlier;
 mod peer;
 mod peer_set;
@@ -97,6 +106,7 @@ pub mod policy;
 pub mod proxy_headers;
 pub mod route_cookie;
 pub mod stats;
+pub mod status_page;
 pub mod upstream;
 
 pub use body::ResponseBody;
