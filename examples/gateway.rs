@@ -7,6 +7,8 @@
 //! cargo run --example gateway -- --peer 127.0.0.1:18081=1 --peer 127.0.0.1:18082=1
 //! ```
 //!
+//! The upstream's status page is at `/upstream-status` (`?format=json` for JSON).
+//!
 //! Options: `--listen ADDR` (default 127.0.0.1:8080), `--peer HOST:PORT[=WEIGHT]` (repeat),
 //! `--backup HOST:PORT`, `--policy round-robin|ip-hash|least-conn|random-two`.
 //!
@@ -28,16 +30,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_upstream::config::{nginx, Gateway, GatewayConfig};
 use tower_upstream::policy::{BuildIndex, IpHash, LeastConn, Policy, Random, RoundRobin};
 use tower_upstream::proxy_headers::{ProxyHeadersLayer, UpgradeLayer};
+use tower_upstream::status_page::StatusPage;
 use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{HttpClient, HttpPeer, Peer, Upstream};
 
@@ -152,6 +155,13 @@ where
         "try: curl -s http://{0}/index.jsp; curl -s http://{0}/index.jsp",
         listener.local_addr()?
     );
+    println!(
+        "status page: http://{}/upstream-status",
+        listener.local_addr()?
+    );
+    let status_page = StatusPage::new()
+        .title("gateway")
+        .upstream(upstream.clone());
     // proxy_set_header Host $host; proxy_set_header X-Real-IP $remote_addr;
     let headers = ProxyHeadersLayer::builder()
         .set("Host", "$host")
@@ -168,6 +178,18 @@ where
             .layer(UpgradeLayer::new()) // WebSocket tunnels
             .layer(headers.clone())
             .service(upstream.clone());
+        // The status page is matched before the upstream; everything else is proxied.
+        let status_page = status_page.clone();
+        let svc = tower::service_fn(move |req: Request<Incoming>| {
+            let (page, proxy) = (status_page.clone(), svc.clone());
+            async move {
+                if req.uri().path() == "/upstream-status" {
+                    Ok::<_, Infallible>(page.oneshot(req).await?.map(Either::Left))
+                } else {
+                    Ok(proxy.oneshot(req).await?.map(Either::Right))
+                }
+            }
+        });
         tokio::spawn(async move {
             let mut server = auto::Builder::new(TokioExecutor::new());
             // Bound slow clients: a request head must arrive within 30 s.

@@ -15,7 +15,9 @@
 //!   [`error_page`](location::ErrorPage) and `proxy_pass` URI rewriting
 //!   ([`location::ProxyPass`]).
 //! - [proxy headers](proxy_headers) as nginx sets them: `proxy_set_header`, the realip
-//!   module, hop-by-hop headers, WebSocket tunnels, `proxy_redirect` and `proxy_cookie_*`.
+//!   module, hop-by-hop headers, WebSocket tunnels, `proxy_redirect` and `proxy_cookie_*`;
+//! - [statistics](stats) per upstream and peer, a [status page](status_page) (HTML and
+//!   JSON), an optional `metrics` exporter and one `tracing` span per request;
 //! - [`config`]: a whole gateway (upstreams, locations, static files, error pages) as
 //!   plain data, loaded from TOML with the `serde` feature or imported from an nginx
 //!   configuration file ([`config::nginx`]), and built into one service.
@@ -81,7 +83,12 @@
 //!
 //! # Feature flags
 //!
+//! - `metrics` (off by default): `metrics::MetricsExporter` publishes every upstream's and
+//!   peer's statistics through the [`metrics`](https://docs.rs/metrics) facade crate, for
+//!   any exporter (Prometheus, StatsD, ...).
 //! - `serde` (off by default): `Serialize` and `Deserialize` for the [`config`] model.
+//!
+//! Everything else is always compiled, including the [`status_page`].
 //!
 //! # Supported Rust versions
 //!
@@ -94,6 +101,9 @@ pub mod config;
 mod error;
 pub mod http_peer;
 pub mod location;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod outlier;
 mod peer;
 mod peer_set;
@@ -101,6 +111,7 @@ pub mod policy;
 pub mod proxy_headers;
 pub mod route_cookie;
 pub mod stats;
+pub mod status_page;
 pub mod upstream;
 
 pub use body::ResponseBody;

@@ -361,6 +361,7 @@ impl PeerSet {
                     backup,
                     status: p.status(),
                     available: self.is_available_at(i, now_ms),
+                    unavailable_for: self.unavailable_until(p, now_ms).map(Duration::from_millis),
                     weight: p.weight(),
                     effective_weight: weights[i].effective,
                     fails: p.fails(),
@@ -374,6 +375,23 @@ impl PeerSet {
                 }
             })
             .collect()
+    }
+
+    /// How many milliseconds more peer `p` stays out because of its failures or an
+    /// ejection (`None`: neither keeps it out at `now_ms`).
+    fn unavailable_until(&self, p: &PeerState, now_ms: u64) -> Option<u64> {
+        let failed = !self.single && p.max_fails != 0 && p.fails.load(Relaxed) >= p.max_fails;
+        // `is_usable_at` keeps a failed peer out while `now - checked <= fail_timeout`.
+        let back = if failed {
+            p.checked
+                .load(Relaxed)
+                .saturating_add(p.fail_timeout_ms)
+                .saturating_add(1)
+        } else {
+            0
+        };
+        let back = back.max(p.ejected_until.load(Relaxed));
+        (back > now_ms).then(|| back - now_ms)
     }
 
     /// The health generation: it changes whenever a failure, a status change or a recovery
@@ -715,6 +733,54 @@ mod tests {
             s.record(0, true, Instant::now());
         }
         assert_eq!(s.weights()[0].effective, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stats_say_how_long_a_peer_stays_out() {
+        use crate::stats::PeerHealth;
+        let peers = [
+            Peer::new("failed", ()),
+            Peer::new("ejected", ()).max_fails(0),
+            Peer::new("full", ()).max_conns(1),
+            Peer::new("spare", ()),
+        ];
+        let s = PeerSet::new(&peers).with_outlier_detection(
+            OutlierDetection::new()
+                .consecutive_5xx(1)
+                .base_ejection_time(Duration::from_secs(30))
+                .max_ejection_percent(100),
+        );
+        let now = Instant::now();
+        s.record(0, true, now); // max_fails=1: out for fail_timeout (10 s)
+        s.observe(1, true, now); // ejected for 30 s
+        s.acquire(2, now);
+        let stats = s.stats(false, now + Duration::from_secs(4));
+        let health: Vec<_> = stats
+            .iter()
+            .map(|p| (p.health(), p.unavailable_for))
+            .collect();
+        assert_eq!(
+            health,
+            [
+                // fail_timeout is over 10 s after the failure, plus nginx's one tick.
+                (PeerHealth::Unavailable, Some(Duration::from_millis(6_001))),
+                (PeerHealth::Unavailable, Some(Duration::from_secs(26))),
+                (PeerHealth::Full, None),
+                (PeerHealth::Up, None),
+            ]
+        );
+        let later = s.stats(false, now + Duration::from_secs(11));
+        assert_eq!(
+            later[0].health(),
+            PeerHealth::Up,
+            "one probe is let through"
+        );
+        assert_eq!(later[0].unavailable_for, None);
+        assert_eq!(later[1].unavailable_for, Some(Duration::from_secs(19)));
+        s.get(3).unwrap().set_status(PeerStatus::Draining);
+        assert_eq!(s.stats(false, now)[3].health(), PeerHealth::Draining);
+        s.get(3).unwrap().set_down(true);
+        assert_eq!(s.stats(false, now)[3].health(), PeerHealth::Down);
     }
 
     #[test]

@@ -1,4 +1,33 @@
 //! Per-peer statistics: a cheap snapshot of every peer's state and counters.
+//!
+//! [`Upstream::stats`](crate::Upstream::stats) reads every peer's atomics and returns an
+//! [`UpstreamStats`]: no lock is held while requests run, so a status page or a metrics
+//! exporter can poll it every second. [`StatusPage`](crate::status_page::StatusPage) shows
+//! it as HTML and JSON.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_upstream::stats::PeerHealth;
+//! use tower_upstream::{upstream::ReplayBody, Peer, PeerStatus, Upstream};
+//!
+//! # let svc = tower::service_fn(|_: http::Request<ReplayBody<String>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//! # });
+//! let upstream = Upstream::builder()
+//!     .name("tserver")
+//!     .peer(Peer::new("tomcat1", svc.clone()).weight(2))
+//!     .peer(Peer::new("tomcat2", svc))
+//!     .build()
+//!     .unwrap();
+//! upstream.set_status("tomcat2", PeerStatus::Draining).unwrap();
+//!
+//! let stats = upstream.stats();
+//! assert_eq!(stats.name, "tserver");
+//! let health: Vec<_> = stats.peers.iter().map(|p| (p.name.as_str(), p.health())).collect();
+//! assert_eq!(health, [("tomcat1", PeerHealth::Up), ("tomcat2", PeerHealth::Draining)]);
+//! assert_eq!((stats.peers[0].weight, stats.peers[0].unavailable_for), (2, None));
+//! assert_eq!(stats.up(), 1);
+//! ```
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -123,6 +152,9 @@ pub struct PeerStats {
     pub status: PeerStatus,
     /// Whether a new request could be sent to it now.
     pub available: bool,
+    /// How long it stays out after failing `max_fails` times (the rest of its
+    /// `fail_timeout`) or after an outlier ejection; `None` when neither keeps it out.
+    pub unavailable_for: Option<Duration>,
     /// Configured weight.
     pub weight: u32,
     /// nginx's `effective_weight` now (lower after failures).
@@ -143,6 +175,87 @@ pub struct PeerStats {
     pub response_time: Option<Duration>,
 }
 
+impl PeerStats {
+    /// The snapshot of an idle, active peer called `name` with weight 1, for sources other
+    /// than an [`Upstream`](crate::Upstream); set the public fields to fill it in.
+    ///
+    /// ```
+    /// use tower_upstream::stats::{PeerHealth, PeerStats};
+    ///
+    /// let mut peer = PeerStats::new("10.0.0.1:8080");
+    /// peer.requests = 42;
+    /// assert_eq!((peer.route.as_str(), peer.health()), ("10.0.0.1:8080", PeerHealth::Up));
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            route: name.clone(),
+            name,
+            backup: false,
+            status: PeerStatus::Active,
+            available: true,
+            unavailable_for: None,
+            weight: 1,
+            effective_weight: 1,
+            fails: 0,
+            active: 0,
+            requests: 0,
+            responses: [0; 5],
+            failures: Failures::default(),
+            last_failure: None,
+            response_time: None,
+        }
+    }
+
+    /// The peer's state at a glance: its administrative status, then whether failures,
+    /// an ejection or `max_conns` keep new requests away.
+    pub fn health(&self) -> PeerHealth {
+        match self.status {
+            PeerStatus::Down => PeerHealth::Down,
+            PeerStatus::Draining => PeerHealth::Draining,
+            PeerStatus::Active if self.available => PeerHealth::Up,
+            PeerStatus::Active if self.unavailable_for.is_some() => PeerHealth::Unavailable,
+            PeerStatus::Active => PeerHealth::Full,
+        }
+    }
+}
+
+/// A peer's state at a glance; see [`PeerStats::health`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerHealth {
+    /// Takes new requests.
+    Up,
+    /// Serves only the sessions pinned to it ([`PeerStatus::Draining`]).
+    Draining,
+    /// Marked down ([`PeerStatus::Down`]).
+    Down,
+    /// Out for a while after `max_fails` failures or an outlier ejection
+    /// (see [`PeerStats::unavailable_for`]).
+    Unavailable,
+    /// At its `max_conns`.
+    Full,
+}
+
+impl PeerHealth {
+    /// A short name: `up`, `draining`, `down`, `unavailable` or `full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Draining => "draining",
+            Self::Down => "down",
+            Self::Unavailable => "unavailable",
+            Self::Full => "full",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A snapshot of an upstream; see [`Upstream::stats`](crate::Upstream::stats).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -151,6 +264,69 @@ pub struct UpstreamStats {
     pub name: String,
     /// Its peers, primaries then backups, in configuration order.
     pub peers: Vec<PeerStats>,
+}
+
+impl UpstreamStats {
+    /// A snapshot made of these parts (for tests, and for sources other than an
+    /// [`Upstream`](crate::Upstream)).
+    pub fn new(name: impl Into<String>, peers: Vec<PeerStats>) -> Self {
+        Self {
+            name: name.into(),
+            peers,
+        }
+    }
+
+    /// Peers that take new requests now.
+    pub fn up(&self) -> usize {
+        self.peers.iter().filter(|p| p.available).count()
+    }
+
+    /// Requests in flight, over all peers.
+    pub fn active(&self) -> u64 {
+        self.peers.iter().map(|p| u64::from(p.active)).sum()
+    }
+
+    /// Attempts sent, over all peers.
+    pub fn requests(&self) -> u64 {
+        self.peers.iter().map(|p| p.requests).sum()
+    }
+}
+
+/// Anything that can take an [`UpstreamStats`] snapshot: an [`Upstream`] of any peer and
+/// policy type, or a closure. [`StatusPage`] and the metrics exporter read their upstreams
+/// through it, so upstreams of different types can share one page.
+///
+/// ```
+/// use tower_upstream::stats::{StatsSource, UpstreamStats};
+///
+/// let source = || UpstreamStats::new("static", Vec::new());
+/// assert_eq!(source.stats().name, "static");
+/// ```
+///
+/// [`Upstream`]: crate::Upstream
+/// [`StatusPage`]: crate::status_page::StatusPage
+pub trait StatsSource: Send + Sync + 'static {
+    /// A snapshot taken now.
+    fn stats(&self) -> UpstreamStats;
+}
+
+impl<S, P> StatsSource for crate::Upstream<S, P>
+where
+    P: crate::policy::BuildIndex,
+    Self: Send + Sync + 'static,
+{
+    fn stats(&self) -> UpstreamStats {
+        crate::Upstream::stats(self)
+    }
+}
+
+impl<F> StatsSource for F
+where
+    F: Fn() -> UpstreamStats + Send + Sync + 'static,
+{
+    fn stats(&self) -> UpstreamStats {
+        self()
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,44 @@ pub enum SameSite {
     None,
 }
 
+/// The attributes of a `Set-Cookie` the crate writes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CookieAttributes {
+    pub(crate) path: Option<String>,
+    pub(crate) domain: Option<String>,
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: Option<SameSite>,
+}
+
+impl CookieAttributes {
+    /// Appends `; Path=...; Domain=...; Max-Age=...; Secure; HttpOnly; SameSite=...`.
+    pub(crate) fn append_to(&self, cookie: &mut String) {
+        if let Some(path) = &self.path {
+            let _ = write!(cookie, "; Path={path}");
+        }
+        if let Some(domain) = &self.domain {
+            let _ = write!(cookie, "; Domain={domain}");
+        }
+        if let Some(max_age) = self.max_age {
+            let _ = write!(cookie, "; Max-Age={}", max_age.as_secs());
+        }
+        if self.secure {
+            cookie.push_str("; Secure");
+        }
+        if self.http_only {
+            cookie.push_str("; HttpOnly");
+        }
+        match self.same_site {
+            Some(SameSite::Strict) => cookie.push_str("; SameSite=Strict"),
+            Some(SameSite::Lax) => cookie.push_str("; SameSite=Lax"),
+            Some(SameSite::None) => cookie.push_str("; SameSite=None"),
+            None => {}
+        }
+    }
+}
+
 /// Settings of the cookie inserted by [`Affinity::cookie`](super::Affinity::cookie).
 ///
 /// Defaults: `Path=/; HttpOnly; SameSite=Lax`, a session cookie (no `Max-Age`), not
@@ -34,12 +72,7 @@ pub enum SameSite {
 pub struct InsertCookie {
     pub(crate) name: String,
     key: Option<Vec<u8>>,
-    path: Option<String>,
-    domain: Option<String>,
-    max_age: Option<Duration>,
-    secure: bool,
-    http_only: bool,
-    same_site: Option<SameSite>,
+    attrs: CookieAttributes,
     pub(crate) indirect: bool,
     pub(crate) nocache: bool,
 }
@@ -49,12 +82,7 @@ impl std::fmt::Debug for InsertCookie {
         f.debug_struct("InsertCookie")
             .field("name", &self.name)
             .field("signed", &self.key.is_some())
-            .field("path", &self.path)
-            .field("domain", &self.domain)
-            .field("max_age", &self.max_age)
-            .field("secure", &self.secure)
-            .field("http_only", &self.http_only)
-            .field("same_site", &self.same_site)
+            .field("attributes", &self.attrs)
             .field("indirect", &self.indirect)
             .field("nocache", &self.nocache)
             .finish()
@@ -68,12 +96,14 @@ impl InsertCookie {
         Self {
             name: name.to_owned(),
             key,
-            path: Some("/".into()),
-            domain: None,
-            max_age: None,
-            secure: false,
-            http_only: true,
-            same_site: Some(SameSite::Lax),
+            attrs: CookieAttributes {
+                path: Some("/".into()),
+                domain: None,
+                max_age: None,
+                secure: false,
+                http_only: true,
+                same_site: Some(SameSite::Lax),
+            },
             indirect: true,
             nocache: true,
         }
@@ -81,37 +111,37 @@ impl InsertCookie {
 
     /// `Path=` (default `/`; `None` leaves it out).
     pub fn path(mut self, path: Option<&str>) -> Self {
-        self.path = path.map(str::to_owned);
+        self.attrs.path = path.map(str::to_owned);
         self
     }
 
     /// `Domain=` (default: none).
     pub fn domain(mut self, domain: Option<&str>) -> Self {
-        self.domain = domain.map(str::to_owned);
+        self.attrs.domain = domain.map(str::to_owned);
         self
     }
 
     /// `Max-Age=` (default: a session cookie).
     pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
-        self.max_age = max_age;
+        self.attrs.max_age = max_age;
         self
     }
 
     /// `Secure` (default off: turn it on behind TLS).
     pub fn secure(mut self, on: bool) -> Self {
-        self.secure = on;
+        self.attrs.secure = on;
         self
     }
 
     /// `HttpOnly` (default on).
     pub fn http_only(mut self, on: bool) -> Self {
-        self.http_only = on;
+        self.attrs.http_only = on;
         self
     }
 
     /// `SameSite=` (default `Lax`; `None` leaves the attribute out).
     pub fn same_site(mut self, same_site: Option<SameSite>) -> Self {
-        self.same_site = same_site;
+        self.attrs.same_site = same_site;
         self
     }
 
@@ -148,7 +178,7 @@ impl InsertCookie {
                 reason: format!("the signing secret must be at least {MIN_SECRET} bytes"),
             });
         }
-        for attr in [&self.path, &self.domain].into_iter().flatten() {
+        for attr in [&self.attrs.path, &self.attrs.domain].into_iter().flatten() {
             if attr.bytes().any(|b| b.is_ascii_control() || b == b';') {
                 return Err(ConfigError::InvalidCookie {
                     reason: format!("cookie attribute `{attr}` has `;` or a control character"),
@@ -254,27 +284,7 @@ impl InsertCookie {
             }
         };
         let mut cookie = format!("{}={value}", self.name);
-        if let Some(path) = &self.path {
-            let _ = write!(cookie, "; Path={path}");
-        }
-        if let Some(domain) = &self.domain {
-            let _ = write!(cookie, "; Domain={domain}");
-        }
-        if let Some(max_age) = self.max_age {
-            let _ = write!(cookie, "; Max-Age={}", max_age.as_secs());
-        }
-        if self.secure {
-            cookie.push_str("; Secure");
-        }
-        if self.http_only {
-            cookie.push_str("; HttpOnly");
-        }
-        match self.same_site {
-            Some(SameSite::Strict) => cookie.push_str("; SameSite=Strict"),
-            Some(SameSite::Lax) => cookie.push_str("; SameSite=Lax"),
-            Some(SameSite::None) => cookie.push_str("; SameSite=None"),
-            None => {}
-        }
+        self.attrs.append_to(&mut cookie);
         // Validated names, attributes and routes make a valid header value.
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             headers.append(SET_COOKIE, v);

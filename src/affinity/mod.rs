@@ -73,6 +73,7 @@ mod cookie;
 pub(crate) mod rendezvous;
 mod route;
 
+pub(crate) use cookie::CookieAttributes;
 pub use cookie::{InsertCookie, SameSite};
 pub use route::RouteOrder;
 

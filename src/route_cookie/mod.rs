@@ -126,7 +126,7 @@
 //!
 //! [`Affinity::route`]: crate::affinity::Affinity::route
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -138,7 +138,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::affinity::SameSite;
+use crate::affinity::{CookieAttributes, SameSite};
 use crate::ConfigError;
 
 /// Applies [`RouteCookie`]: strips routes from the incoming session cookie and writes the
@@ -156,12 +156,7 @@ struct Config {
     name: String,
     route: String,
     separator: char,
-    path: Option<String>,
-    domain: Option<String>,
-    max_age: Option<Duration>,
-    secure: bool,
-    http_only: bool,
-    same_site: Option<SameSite>,
+    attrs: CookieAttributes,
 }
 
 impl RouteCookieLayer {
@@ -209,12 +204,14 @@ impl RouteCookieLayer {
                 name: cookie_name.to_owned(),
                 route: local_route.to_owned(),
                 separator: '.',
-                path: Some("/".to_owned()),
-                domain: None,
-                max_age: None,
-                secure: true,
-                http_only: true,
-                same_site: Some(SameSite::Strict),
+                attrs: CookieAttributes {
+                    path: Some("/".to_owned()),
+                    domain: None,
+                    max_age: None,
+                    secure: true,
+                    http_only: true,
+                    same_site: Some(SameSite::Strict),
+                },
             }),
         })
     }
@@ -254,7 +251,7 @@ impl RouteCookieLayer {
     /// let layer = RouteCookieLayer::new("id", "node1").path(Some("/app"));
     /// ```
     pub fn path(mut self, path: Option<&str>) -> Self {
-        self.config().path = path.map(attribute);
+        self.config().attrs.path = path.map(attribute);
         self
     }
 
@@ -265,7 +262,7 @@ impl RouteCookieLayer {
     /// let layer = RouteCookieLayer::new("id", "node1").domain(Some("example.com"));
     /// ```
     pub fn domain(mut self, domain: Option<&str>) -> Self {
-        self.config().domain = domain.map(attribute);
+        self.config().attrs.domain = domain.map(attribute);
         self
     }
 
@@ -278,7 +275,7 @@ impl RouteCookieLayer {
     /// let layer = RouteCookieLayer::new("id", "node1").max_age(Some(Duration::from_secs(3600)));
     /// ```
     pub fn max_age(mut self, max_age: Option<Duration>) -> Self {
-        self.config().max_age = max_age;
+        self.config().attrs.max_age = max_age;
         self
     }
 
@@ -290,7 +287,7 @@ impl RouteCookieLayer {
     /// let layer = RouteCookieLayer::new("id", "node1").secure(false);
     /// ```
     pub fn secure(mut self, on: bool) -> Self {
-        self.config().secure = on;
+        self.config().attrs.secure = on;
         self
     }
 
@@ -301,7 +298,7 @@ impl RouteCookieLayer {
     /// let layer = RouteCookieLayer::new("id", "node1").http_only(false);
     /// ```
     pub fn http_only(mut self, on: bool) -> Self {
-        self.config().http_only = on;
+        self.config().attrs.http_only = on;
         self
     }
 
@@ -313,7 +310,7 @@ impl RouteCookieLayer {
     /// let layer = RouteCookieLayer::new("id", "node1").same_site(Some(SameSite::Lax));
     /// ```
     pub fn same_site(mut self, same_site: Option<SameSite>) -> Self {
-        self.config().same_site = same_site;
+        self.config().attrs.same_site = same_site;
         self
     }
 
@@ -340,12 +337,7 @@ impl fmt::Debug for Config {
             .field("cookie_name", &self.name)
             .field("local_route", &self.route)
             .field("separator", &self.separator)
-            .field("path", &self.path)
-            .field("domain", &self.domain)
-            .field("max_age", &self.max_age)
-            .field("secure", &self.secure)
-            .field("http_only", &self.http_only)
-            .field("same_site", &self.same_site)
+            .field("attributes", &self.attrs)
             .finish()
     }
 }
@@ -644,27 +636,7 @@ fn is_removal(attrs: &str) -> bool {
 /// `Set-Cookie: <name>=<id><sep><route>` with the configured attributes.
 fn reissue_cookie(config: &Config, headers: &mut HeaderMap, id: &str) {
     let mut cookie = format!("{}={id}{}{}", config.name, config.separator, config.route);
-    if let Some(path) = &config.path {
-        let _ = write!(cookie, "; Path={path}");
-    }
-    if let Some(domain) = &config.domain {
-        let _ = write!(cookie, "; Domain={domain}");
-    }
-    if let Some(max_age) = config.max_age {
-        let _ = write!(cookie, "; Max-Age={}", max_age.as_secs());
-    }
-    if config.secure {
-        cookie.push_str("; Secure");
-    }
-    if config.http_only {
-        cookie.push_str("; HttpOnly");
-    }
-    match config.same_site {
-        Some(SameSite::Strict) => cookie.push_str("; SameSite=Strict"),
-        Some(SameSite::Lax) => cookie.push_str("; SameSite=Lax"),
-        Some(SameSite::None) => cookie.push_str("; SameSite=None"),
-        None => {}
-    }
+    config.attrs.append_to(&mut cookie);
     // The id came from a valid `Cookie` header, the rest is validated or filtered.
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         headers.append(SET_COOKIE, v);

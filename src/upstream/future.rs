@@ -35,6 +35,8 @@ pin_project! {
         #[pin]
         state: State<Oneshot<S, Request<ReplayBody<B>>>>,
         ctx: Ctx<S, P, B>,
+        // One span per request, entered while it is polled (see `request_span`).
+        span: tracing::Span,
     }
 }
 
@@ -112,6 +114,7 @@ where
         let limit = upstream.next.body_buffer();
         upstream.next.deposit();
         Self {
+            span: request_span(&upstream.shared.name),
             state: State::Buffering,
             ctx: Ctx {
                 parts,
@@ -137,7 +140,7 @@ where
     B::Error: Into<BoxError>,
 {
     /// Picks the next peer and sends it the request, or `None` when no peer is left.
-    fn start(&mut self) -> Option<Oneshot<S, Request<ReplayBody<B>>>> {
+    fn start(&mut self, span: &tracing::Span) -> Option<Oneshot<S, Request<ReplayBody<B>>>> {
         let now = Instant::now();
         let shared = &*self.upstream.shared;
         let (tier, index) = self.members.select(shared, &mut self.selection, now)?;
@@ -148,6 +151,13 @@ where
             backup: self.selection.last_backup,
         };
         self.attempts += 1;
+        if !span.is_disabled() {
+            let source = self.selection.sticky.source;
+            let source = source.or_else(|| shared.policy.affinity_source());
+            span.record("peer", selected.name());
+            span.record("attempt", self.attempts);
+            span.record("affinity", source.map_or("none", |s| s.as_str()));
+        }
         let body = self
             .replay
             .as_ref()
@@ -207,6 +217,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let ctx = this.ctx;
+        let span = &*this.span;
+        let _entered = span.enter();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Buffering => {
@@ -217,6 +229,7 @@ where
                             // The client's body failed (it went away, or sent a bad chunk).
                             tracing::debug!(error = %err, "request body error");
                             this.state.set(State::Done);
+                            outcome(span, "bad_request", StatusCode::BAD_REQUEST);
                             return Poll::Ready(Ok(synthetic(
                                 &ctx.upstream,
                                 StatusCode::BAD_REQUEST,
@@ -224,7 +237,7 @@ where
                         }
                     }
                     ctx.buffering = None;
-                    match ctx.start() {
+                    match ctx.start(span) {
                         Some(future) => this.state.set(State::Calling { future }),
                         None => {
                             let shared = &ctx.upstream.shared;
@@ -236,6 +249,7 @@ where
                                 shared.unavailable
                             };
                             this.state.set(State::Done);
+                            outcome(span, "unavailable", status);
                             let mut res = synthetic(&ctx.upstream, status);
                             ctx.decide(res.extensions_mut());
                             return Poll::Ready(Ok(res));
@@ -262,6 +276,7 @@ where
                             let Some(condition) = listed else {
                                 peers.record(active.index(), false, now);
                                 this.state.set(State::Done);
+                                outcome(span, "response", res.status());
                                 return Poll::Ready(Ok(ctx.finish(res, active, selected)));
                             };
                             // Listed statuses count as failures, except 403 and 404 (nginx).
@@ -269,7 +284,7 @@ where
                             peers.record(active.index(), counts, now);
                             peers.count_listed(active.index(), now);
                             if ctx.may_retry(condition, true) {
-                                if let Some(future) = ctx.start() {
+                                if let Some(future) = ctx.start(span) {
                                     tracing::debug!(peer = %selected.name(), status, "next upstream");
                                     drop((res, active));
                                     this.state.set(State::Calling { future });
@@ -278,6 +293,7 @@ where
                             }
                             // No retry, or no peer left: the peer's own answer is the best.
                             this.state.set(State::Done);
+                            outcome(span, "response", res.status());
                             return Poll::Ready(Ok(ctx.finish(res, active, selected)));
                         }
                         Err(err) => {
@@ -299,7 +315,7 @@ where
                                 "upstream attempt failed"
                             );
                             if ctx.may_retry(failed.condition, failed.sent) {
-                                if let Some(future) = ctx.start() {
+                                if let Some(future) = ctx.start(span) {
                                     this.state.set(State::Calling { future });
                                     continue;
                                 }
@@ -309,6 +325,7 @@ where
                             } else {
                                 StatusCode::BAD_GATEWAY
                             };
+                            outcome(span, "failed", status);
                             let mut res = synthetic(&ctx.upstream, status);
                             ctx.decide(res.extensions_mut());
                             res.extensions_mut().insert(selected);
@@ -321,6 +338,26 @@ where
             }
         }
     }
+}
+
+/// The request's span: `upstream`, then `peer`, `attempt` and `affinity` (its source) for
+/// each attempt, and at the end `outcome` (`response`, `failed`, `unavailable` or
+/// `bad_request`) with the `status` sent back. A disabled span costs nothing.
+fn request_span(upstream: &str) -> tracing::Span {
+    tracing::info_span!(
+        "upstream",
+        upstream,
+        peer = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+        affinity = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        status = tracing::field::Empty,
+    )
+}
+
+fn outcome(span: &tracing::Span, outcome: &'static str, status: StatusCode) {
+    span.record("outcome", outcome);
+    span.record("status", status.as_u16());
 }
 
 impl<S, P, B> Ctx<S, P, B>

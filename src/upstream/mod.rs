@@ -109,6 +109,17 @@
 //! for any other error; a client whose request body breaks off gets `400 Bad Request`. Every
 //! response from a peer, or about a failed one, carries a [`SelectedPeer`] extension.
 //!
+//! # Tracing
+//!
+//! Each request runs in one `upstream` span (level `INFO`), entered whenever its future is
+//! polled, so the peer's own work and the upstream's events about the request sit inside
+//! it. Its fields are recorded as they become known: `upstream`; for each attempt `peer`,
+//! `attempt` (1, 2, ...) and `affinity` (where the pin came from: `cookie`, `url`, `ip`,
+//! `hash` or `none`); at the end `outcome` (`response`: a peer's response was passed on,
+//! `failed`: the last attempt failed, `unavailable`: no peer could be chosen, or
+//! `bad_request`: the client's body failed) and the `status` sent back. Without a
+//! subscriber that wants it, the span is never built.
+//!
 //! # The client address
 //!
 //! [`IpHash`] hashes the client address, read by default from an `IpAddr` or a
