@@ -1,5 +1,6 @@
 //! Header values written the nginx way: literal text and `$variables`.
 
+use std::io::Write as _;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderName};
@@ -143,21 +144,24 @@ impl Var {
             Self::ProxyHost => out.extend_from_slice(ctx.proxy_host),
             Self::RemoteAddr => {
                 if let Some(ip) = ctx.client {
-                    out.extend_from_slice(ip.to_string().as_bytes());
+                    // Written in place: no String per request.
+                    let _ = write!(out, "{ip}");
                 }
             }
             Self::ProxyAddXForwardedFor => {
-                let client = ctx.client.map(|ip| ip.to_string());
                 let existing = ctx.parts.headers.get_all(header_x_forwarded_for());
-                let all = existing
-                    .iter()
-                    .map(|v| v.as_bytes())
-                    .chain(client.as_deref().map(str::as_bytes));
-                for (i, v) in all.enumerate() {
-                    if i > 0 {
+                let mut first = true;
+                for v in existing.iter() {
+                    if !std::mem::take(&mut first) {
                         out.extend_from_slice(b", ");
                     }
-                    out.extend_from_slice(v);
+                    out.extend_from_slice(v.as_bytes());
+                }
+                if let Some(ip) = ctx.client {
+                    if !first {
+                        out.extend_from_slice(b", ");
+                    }
+                    let _ = write!(out, "{ip}");
                 }
             }
             Self::Scheme => out.extend_from_slice(ctx.scheme),
