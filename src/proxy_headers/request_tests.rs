@@ -134,6 +134,35 @@ async fn chain_of_proxies_appends_to_every_list() {
     assert_eq!(seen.get_all("x-forwarded-for").iter().count(), 1);
 }
 
+/// Found by `fuzz/fuzz_targets/proxy_headers.rs`: a client's `Forwarded` value with an open
+/// quote swallowed the element the gateway appended, so the next proxy saw the gateway as the
+/// client. Such values are dropped; closed ones are kept.
+#[tokio::test]
+async fn forwarded_with_an_open_quote_cannot_swallow_our_element() {
+    let layer = ProxyHeadersLayer::builder().forwarded().build().unwrap();
+    let req = request(
+        "198.51.100.7:1234",
+        &[
+            ("forwarded", "for=192.0.2.60"),
+            ("forwarded", "for=\"abc"),
+            ("forwarded", "for=\"x\\"),
+            ("host", "shop.example"),
+        ],
+    );
+    let seen = forward(&layer, req).await;
+    assert_eq!(
+        seen["forwarded"],
+        "for=192.0.2.60, for=198.51.100.7;host=shop.example;proto=http"
+    );
+    let next_hop = crate::proxy_headers::RealIpLayer::builder()
+        .trust("0.0.0.0/0")
+        .header(crate::proxy_headers::RealIpHeader::Forwarded)
+        .build()
+        .unwrap();
+    let client = next_hop.client_addr("10.0.0.1".parse().unwrap(), &seen);
+    assert_eq!(client, "198.51.100.7".parse::<IpAddr>().unwrap());
+}
+
 #[tokio::test]
 async fn nginx_defaults_host_and_expect() {
     let req = || {
