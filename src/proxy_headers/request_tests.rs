@@ -163,6 +163,37 @@ async fn forwarded_with_an_open_quote_cannot_swallow_our_element() {
     assert_eq!(client, "198.51.100.7".parse::<IpAddr>().unwrap());
 }
 
+/// The peer's `Connection` is removed; an `Upstream`'s own `Connection: close` (its client
+/// body was not read to the end) is kept.
+#[tokio::test]
+async fn upstreams_connection_close_is_kept() {
+    let layer = seed();
+    for closing in [false, true] {
+        let peer = service_fn(move |_: Request<()>| async move {
+            let mut res = Response::new(());
+            res.headers_mut()
+                .insert("connection", "x-peer".parse().unwrap());
+            res.headers_mut().insert("x-peer", "1".parse().unwrap());
+            if closing {
+                res.headers_mut()
+                    .append("connection", "close".parse().unwrap());
+                res.extensions_mut()
+                    .insert(crate::upstream::CloseConnection);
+            }
+            Ok::<_, Infallible>(res)
+        });
+        let req = request("198.51.100.7:1234", &[]);
+        let res = layer.layer(peer).oneshot(req).await.unwrap();
+        assert!(!res.headers().contains_key("x-peer"));
+        let connection: Vec<_> = res.headers().get_all("connection").iter().collect();
+        if closing {
+            assert_eq!(connection, ["close"]);
+        } else {
+            assert!(connection.is_empty());
+        }
+    }
+}
+
 #[tokio::test]
 async fn nginx_defaults_host_and_expect() {
     let req = || {
