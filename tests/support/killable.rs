@@ -60,7 +60,10 @@ impl Killable {
             while let Ok((stream, _)) = listener.accept().await {
                 let handler = handler.clone();
                 let svc = hyper::service::service_fn(move |req| handler(req));
-                conns.lock().unwrap().spawn(async move {
+                let mut conns = conns.lock().unwrap();
+                // Finished connections are kept until joined: let them go.
+                while conns.try_join_next().is_some() {}
+                conns.spawn(async move {
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
