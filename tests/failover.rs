@@ -12,14 +12,14 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower_upstream::upstream::{NextUpstream, ReplayBody};
 use tower_upstream::{HttpClient, HttpPeer, Peer, Upstream};
 
+use support::killable::Killable;
 use support::{serve, spawn_backend, Conn};
 
 type Client = HttpClient<ReplayBody<Incoming>>;
@@ -54,45 +54,6 @@ async fn silent_backend() -> SocketAddr {
         }
     });
     addr
-}
-
-/// A hyper backend whose handler is `f`, which can be killed: the listener closes and every
-/// connection is dropped mid-flight.
-#[derive(Clone)]
-struct Killable {
-    addr: SocketAddr,
-    tasks: Arc<Mutex<JoinSet<()>>>,
-}
-
-impl Killable {
-    async fn spawn<F, Fut>(f: F) -> Self
-    where
-        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, std::io::Error>>
-            + Send
-            + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tasks = Arc::new(Mutex::new(JoinSet::new()));
-        let conns = tasks.clone();
-        tasks.lock().unwrap().spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let f = f.clone();
-                let svc = hyper::service::service_fn(f);
-                conns.lock().unwrap().spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Self { addr, tasks }
-    }
-
-    fn kill(&self) {
-        self.tasks.lock().unwrap().abort_all();
-    }
 }
 
 /// Records when each peer is called (every attempt, failed or not).

@@ -237,30 +237,34 @@ impl InsertCookie {
         })
     }
 
-    /// Removes this cookie from the request's `Cookie` headers (`indirect`).
+    /// Removes this cookie from the request's `Cookie` headers (`indirect`). Works on bytes,
+    /// so a line with non-ASCII bytes loses our cookie too and keeps its other bytes.
     pub(crate) fn strip(&self, headers: &mut HeaderMap) {
         if !headers.contains_key(COOKIE) {
             return;
         }
-        let kept: Vec<String> = headers
+        let name = self.name.as_bytes();
+        let kept: Vec<Vec<u8>> = headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|v| {
-                let Ok(line) = v.to_str() else {
-                    return Some(String::from_utf8_lossy(v.as_bytes()).into_owned());
-                };
-                let pairs: Vec<&str> = line
-                    .split(';')
-                    .map(str::trim)
+                let pairs: Vec<&[u8]> = v
+                    .as_bytes()
+                    .split(|&b| b == b';')
+                    .map(<[u8]>::trim_ascii)
                     .filter(|p| !p.is_empty())
-                    .filter(|p| p.split_once('=').is_none_or(|(n, _)| n != self.name))
+                    .filter(|p| {
+                        let eq = p.iter().position(|&b| b == b'=');
+                        eq.is_none_or(|eq| &p[..eq] != name)
+                    })
                     .collect();
-                (!pairs.is_empty()).then(|| pairs.join("; "))
+                (!pairs.is_empty()).then(|| pairs.join(&b"; "[..]))
             })
             .collect();
         headers.remove(COOKIE);
         for line in kept {
-            if let Ok(v) = HeaderValue::from_str(&line) {
+            // Pieces of a valid value joined by "; ": always valid.
+            if let Ok(v) = HeaderValue::from_bytes(&line) {
                 headers.append(COOKIE, v);
             }
         }
@@ -318,13 +322,17 @@ fn mark_private(headers: &mut HeaderMap) {
     }
 }
 
+/// Hex digits only: `u8::from_str_radix` would also take `+f` for `0f`, a second spelling
+/// of a valid tag.
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    let digit = |b: u8| (b as char).to_digit(16);
+    let bytes = s.as_bytes();
+    if bytes.len() % 2 != 0 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8))
         .collect()
 }
 
@@ -368,6 +376,33 @@ mod tests {
         }
     }
 
+    /// Found with `fuzz/fuzz_targets/affinity_cookie.rs`'s oracle: `u8::from_str_radix`
+    /// took `+f` for `0f`, so a tag had a second spelling that verified.
+    #[test]
+    fn a_tag_has_one_spelling() {
+        let c = InsertCookie::new("SERVERID", Some(SECRET.to_vec()));
+        // A nonce whose tag has a byte below 0x10 (written `0x`): one in 16 bytes is.
+        let (nonce, tag, at) = (0u32..)
+            .find_map(|n| {
+                let nonce = format!("{n:016x}");
+                let tag = c.sign(SECRET, "node1", &nonce);
+                let at = (0..tag.len()).step_by(2).find(|&i| &tag[i..=i] == "0")?;
+                Some((nonce, tag, at))
+            })
+            .unwrap();
+        let cookie = |tag: &str| request(&format!("SERVERID=node1.{nonce}.{tag}"));
+        assert_eq!(c.read(&cookie(&tag)), Some(("node1", nonce.as_str())));
+        assert_eq!(
+            c.read(&cookie(&tag.to_uppercase())),
+            Some(("node1", nonce.as_str()))
+        );
+        let plus = format!("{}+{}", &tag[..at], &tag[at + 1..]);
+        assert_eq!(c.read(&cookie(&plus)), None, "{plus}");
+        assert_eq!(decode_hex("+f"), None);
+        assert_eq!(decode_hex("-1"), None);
+        assert_eq!(decode_hex("0f"), Some(vec![15]));
+    }
+
     #[test]
     fn unsigned_is_the_route() {
         let c = InsertCookie::new("SERVERID", None)
@@ -387,6 +422,22 @@ mod tests {
         c.strip(&mut h);
         let lines: Vec<_> = h.get_all(COOKIE).iter().collect();
         assert_eq!(lines, ["a=1; b=2"]);
+    }
+
+    /// Found by `fuzz/fuzz_targets/affinity_cookie.rs`: a `Cookie` line with a non-ASCII
+    /// byte reached the peer with our cookie in it (and the byte replaced by U+FFFD).
+    #[test]
+    fn strip_works_on_lines_that_are_not_text() {
+        let c = InsertCookie::new("SERVERID", None);
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"x=\xff; SERVERID=s1;y=2").unwrap(),
+        );
+        h.append(COOKIE, HeaderValue::from_bytes(b"SERVERID=s2").unwrap());
+        c.strip(&mut h);
+        let lines: Vec<_> = h.get_all(COOKIE).iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(lines, [&b"x=\xff; y=2"[..]]);
     }
 
     #[test]

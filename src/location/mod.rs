@@ -72,10 +72,10 @@
 //! repeated slashes merged ([`Builder::merge_slashes`]), `.` and `..` segments resolved.
 //! `/admin/../secret`, `//secret` and `/%73ecret` all reach `location /secret`, and
 //! `/%2e%2e/secret` cannot climb anywhere. A path nginx rejects gets `400 Bad Request`: a
-//! `..` above the root, `%00`, or a `%` without two hex digits. The request itself is passed
-//! on unchanged (nginx's `proxy_pass` without a URI sends the client's URI too); the
-//! normalised path, the location and the regex captures are in the [`MatchedLocation`]
-//! request extension. [`ProxyPass`] rewrites the URI as `proxy_pass` with a URI part does.
+//! `..` above the root, a NUL byte (`%00`), or a `%` without two hex digits. The request
+//! itself is passed on unchanged (nginx's `proxy_pass` without a URI sends the client's URI
+//! too); the normalised path, the location and the regex captures are in the
+//! [`MatchedLocation`] request extension. [`ProxyPass`] rewrites the URI as `proxy_pass` with a URI part does.
 //!
 //! # Answers of the router itself
 //!

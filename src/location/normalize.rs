@@ -5,8 +5,9 @@
 //!
 //! - every `%XX` escape is decoded, and the decoded byte is then treated like the byte itself:
 //!   `%2F` is a slash, `%2E` a dot; only a decoded `%`, `#` or `?` is kept as a plain byte;
-//! - `%00`, a `%` not followed by two hex digits, and a `..` that climbs above `/` are errors
-//!   (nginx answers `400 Bad Request`);
+//! - `%00` (and a raw NUL byte, which nginx's request-line parser rejects), a `%` not
+//!   followed by two hex digits, and a `..` that climbs above `/` are errors (nginx answers
+//!   `400 Bad Request`);
 //! - runs of slashes become one (`merge_slashes on`, switchable);
 //! - `.` segments are dropped and `..` segments remove the segment before them;
 //! - a raw `?` ends the path (the query follows), and a raw `#` ends it too.
@@ -14,8 +15,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// A request path that nginx would reject with `400 Bad Request`: a bad `%` escape, an
-/// encoded NUL byte, a `..` above the root, or a path that does not start with `/`.
+/// A request path that nginx would reject with `400 Bad Request`: a bad `%` escape, a NUL
+/// byte (raw or encoded), a `..` above the root, or a path that does not start with `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidPath {
     reason: &'static str,
@@ -54,13 +55,13 @@ enum State {
     DotDot,
 }
 
-/// Whether `raw` is already in normal form: no escapes, no `//`, no `/.`, no `?` or `#`.
+/// Whether `raw` is already in normal form: no escapes, no `//`, no `/.`, no `?`, `#` or NUL.
 /// Most request paths are, and then the raw bytes are used without a copy.
 fn is_simple(raw: &[u8], merge_slashes: bool) -> bool {
     let mut prev = 0u8;
     for &b in raw {
         match b {
-            b'%' | b'?' | b'#' => return false,
+            b'%' | b'?' | b'#' | 0 => return false,
             b'/' if prev == b'/' && merge_slashes => return false,
             b'.' if prev == b'/' => return false,
             _ => {}
@@ -137,6 +138,8 @@ pub(crate) fn normalize(raw: &[u8], merge_slashes: bool) -> Result<Normalized<'_
             }
         } else if ch == b'?' || ch == b'#' {
             break;
+        } else if ch == 0 {
+            return Err(InvalidPath::new("a NUL byte"));
         }
         state = step(&mut out, state, ch, merge_slashes)?;
     }
@@ -255,6 +258,8 @@ mod tests {
             "/.%2E/",
             "/a/%2e%2e/%2e%2e/b",
             "/a%00",
+            "/a\0",
+            "/\0/..",
             "/%zz",
             "/%",
             "/%4",

@@ -90,6 +90,22 @@ pub(crate) fn for_nodes(value: &[u8]) -> Vec<Option<IpAddr>> {
         .collect()
 }
 
+/// Whether a `Forwarded` value closes every quoted-string it opens. A value with a dangling
+/// quote or escape would swallow an element appended after it.
+pub(crate) fn is_closed(value: &[u8]) -> bool {
+    let (mut quoted, mut escaped) = (false, false);
+    for &b in value {
+        if escaped {
+            escaped = false;
+        } else if quoted && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            quoted = !quoted;
+        }
+    }
+    !quoted && !escaped
+}
+
 fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -268,6 +284,9 @@ mod tests {
             assert_eq!(nodes(bad), vec![None], "{bad}");
         }
         assert_eq!(nodes("for=\"10.0.0.1:_a1\""), vec![ip("10.0.0.1")]);
+        assert!(is_closed(b"for=\"[::1]\";host=\"a\\\"b\""));
+        assert!(!is_closed(b"for=\"abc"));
+        assert!(!is_closed(b"for=\"abc\\"));
         assert_eq!(nodes(" , for=10.0.0.1 ,"), vec![ip("10.0.0.1")]);
     }
 }

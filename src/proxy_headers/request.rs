@@ -17,6 +17,7 @@ use super::template::{Ctx, Template};
 use super::upgrade::Upgrading;
 use super::value::{valid_pseudonym, valid_value, MakeHeaderValue, Source};
 use crate::policy::{ClientAddr, ConnectAddr};
+use crate::upstream::CloseConnection;
 use crate::ConfigError;
 
 // ===== ProxyHeadersBuilder =====
@@ -435,7 +436,8 @@ where
     }
 }
 
-/// Removes the hop-by-hop headers of a peer's response. A `101 Switching Protocols` keeps
+/// Removes the hop-by-hop headers of a peer's response, keeping the `Connection: close` of
+/// an `Upstream` that could not read the client's whole body. A `101 Switching Protocols` keeps
 /// its `Upgrade` (with `Connection: upgrade`) when the request was forwarded as an upgrade;
 /// one that nobody asked for becomes `502 Bad Gateway`.
 fn clean_response<B>(res: &mut Response<B>, upgrade: bool) {
@@ -444,6 +446,11 @@ fn clean_response<B>(res: &mut Response<B>, upgrade: bool) {
         .then(|| res.headers().get(header::UPGRADE).cloned())
         .flatten();
     remove_hop_by_hop_headers(res.headers_mut());
+    if res.extensions().get::<CloseConnection>().is_some() {
+        // The gateway's own: the client's connection closes after this response.
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if !switching {
         return;
     }

@@ -134,6 +134,66 @@ async fn chain_of_proxies_appends_to_every_list() {
     assert_eq!(seen.get_all("x-forwarded-for").iter().count(), 1);
 }
 
+/// Found by `fuzz/fuzz_targets/proxy_headers.rs`: a client's `Forwarded` value with an open
+/// quote swallowed the element the gateway appended, so the next proxy saw the gateway as the
+/// client. Such values are dropped; closed ones are kept.
+#[tokio::test]
+async fn forwarded_with_an_open_quote_cannot_swallow_our_element() {
+    let layer = ProxyHeadersLayer::builder().forwarded().build().unwrap();
+    let req = request(
+        "198.51.100.7:1234",
+        &[
+            ("forwarded", "for=192.0.2.60"),
+            ("forwarded", "for=\"abc"),
+            ("forwarded", "for=\"x\\"),
+            ("host", "shop.example"),
+        ],
+    );
+    let seen = forward(&layer, req).await;
+    assert_eq!(
+        seen["forwarded"],
+        "for=192.0.2.60, for=198.51.100.7;host=shop.example;proto=http"
+    );
+    let next_hop = crate::proxy_headers::RealIpLayer::builder()
+        .trust("0.0.0.0/0")
+        .header(crate::proxy_headers::RealIpHeader::Forwarded)
+        .build()
+        .unwrap();
+    let client = next_hop.client_addr("10.0.0.1".parse().unwrap(), &seen);
+    assert_eq!(client, "198.51.100.7".parse::<IpAddr>().unwrap());
+}
+
+/// The peer's `Connection` is removed; an `Upstream`'s own `Connection: close` (its client
+/// body was not read to the end) is kept.
+#[tokio::test]
+async fn upstreams_connection_close_is_kept() {
+    let layer = seed();
+    for closing in [false, true] {
+        let peer = service_fn(move |_: Request<()>| async move {
+            let mut res = Response::new(());
+            res.headers_mut()
+                .insert("connection", "x-peer".parse().unwrap());
+            res.headers_mut().insert("x-peer", "1".parse().unwrap());
+            if closing {
+                res.headers_mut()
+                    .append("connection", "close".parse().unwrap());
+                res.extensions_mut()
+                    .insert(crate::upstream::CloseConnection);
+            }
+            Ok::<_, Infallible>(res)
+        });
+        let req = request("198.51.100.7:1234", &[]);
+        let res = layer.layer(peer).oneshot(req).await.unwrap();
+        assert!(!res.headers().contains_key("x-peer"));
+        let connection: Vec<_> = res.headers().get_all("connection").iter().collect();
+        if closing {
+            assert_eq!(connection, ["close"]);
+        } else {
+            assert!(connection.is_empty());
+        }
+    }
+}
+
 #[tokio::test]
 async fn nginx_defaults_host_and_expect() {
     let req = || {

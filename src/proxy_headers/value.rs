@@ -66,7 +66,8 @@ impl Source {
             Self::Template(t) => t.eval(ctx, &mut out),
             Self::Make(m) => return m.make_header_value(ctx.parts).filter(|v| !v.is_empty()),
             Self::Forwarded => {
-                append_existing(ctx.parts, name, &mut out);
+                // A client's value with an open quote would swallow our element: drop it.
+                append_existing(ctx.parts, name, &mut out, forwarded::is_closed);
                 let host = ctx.parts.uri.authority().map(|a| a.as_str().as_bytes());
                 let host = host.or_else(|| {
                     let h = ctx.parts.headers.get(header::HOST)?;
@@ -75,7 +76,7 @@ impl Source {
                 forwarded::write_element(&mut out, ctx.client, host, ctx.scheme);
             }
             Self::Via(pseudonym) => {
-                append_existing(ctx.parts, name, &mut out);
+                append_existing(ctx.parts, name, &mut out, |_| true);
                 out.extend_from_slice(version(ctx.parts.version).as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(pseudonym);
@@ -94,9 +95,19 @@ impl Source {
     }
 }
 
-/// The request's own lines of header `name`, joined with `", "`, and a `", "` after them.
-fn append_existing(parts: &Parts, name: &HeaderName, out: &mut Vec<u8>) {
+/// The request's own lines of header `name` that `keep` accepts, joined with `", "`, and a
+/// `", "` after them.
+fn append_existing(
+    parts: &Parts,
+    name: &HeaderName,
+    out: &mut Vec<u8>,
+    keep: impl Fn(&[u8]) -> bool,
+) {
     for v in parts.headers.get_all(name) {
+        if !keep(v.as_bytes()) {
+            tracing::debug!(header = %name, "client value with an open quote; not forwarded");
+            continue;
+        }
         out.extend_from_slice(v.as_bytes());
         out.extend_from_slice(b", ");
     }

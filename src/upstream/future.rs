@@ -17,7 +17,7 @@ use tower::{Service, ServiceExt};
 use super::classify::{classify, is_non_idempotent};
 use super::members::Members;
 use super::replay::{Buffering, Replay, ReplayBody};
-use super::{Condition, SelectedPeer, Selection, Upstream};
+use super::{CloseConnection, Condition, SelectedPeer, Selection, Upstream};
 use crate::body::{Active, ResponseBody};
 use crate::policy::Policy;
 use crate::stats::{FailureKind, Outcome};
@@ -230,10 +230,9 @@ where
                             tracing::debug!(error = %err, "request body error");
                             this.state.set(State::Done);
                             outcome(span, "bad_request", StatusCode::BAD_REQUEST);
-                            return Poll::Ready(Ok(synthetic(
-                                &ctx.upstream,
-                                StatusCode::BAD_REQUEST,
-                            )));
+                            let mut res = synthetic(&ctx.upstream, StatusCode::BAD_REQUEST);
+                            ctx.close_if_unread(&mut res);
+                            return Poll::Ready(Ok(res));
                         }
                     }
                     ctx.buffering = None;
@@ -252,6 +251,7 @@ where
                             outcome(span, "unavailable", status);
                             let mut res = synthetic(&ctx.upstream, status);
                             ctx.decide(res.extensions_mut());
+                            ctx.close_if_unread(&mut res);
                             return Poll::Ready(Ok(res));
                         }
                     }
@@ -328,6 +328,7 @@ where
                             outcome(span, "failed", status);
                             let mut res = synthetic(&ctx.upstream, status);
                             ctx.decide(res.extensions_mut());
+                            ctx.close_if_unread(&mut res);
                             res.extensions_mut().insert(selected);
                             this.state.set(State::Done);
                             return Poll::Ready(Ok(res));
@@ -378,7 +379,21 @@ where
         }
         self.decide(&mut parts.extensions);
         parts.extensions.insert(selected);
-        Response::from_parts(parts, ResponseBody::upstream(body, active))
+        let mut res = Response::from_parts(parts, ResponseBody::upstream(body, active));
+        self.close_if_unread(&mut res);
+        res
+    }
+
+    /// When the client's body was not read to its end, hyper closes the client's connection
+    /// after this response: say so (`Connection: close`, and the [`CloseConnection`] marker
+    /// by which `ProxyHeaders` keeps it), so the client does not send another request on it.
+    fn close_if_unread<R>(&self, res: &mut Response<R>) {
+        if self.replay.as_ref().is_some_and(Replay::is_complete) {
+            return;
+        }
+        res.headers_mut()
+            .append(header::CONNECTION, HeaderValue::from_static("close"));
+        res.extensions_mut().insert(CloseConnection);
     }
 
     /// Records how affinity decided, as a response extension and a tracing event.

@@ -142,6 +142,9 @@
 //! - A request body larger than the buffer is streamed instead of written to a temporary
 //!   file, so it is not retried once a peer started reading it (nginx's behaviour with
 //!   `proxy_request_buffering off`).
+//! - An answer given before such a body was read to its end carries `Connection: close`: the
+//!   client's connection cannot carry another request (nginx reads and discards the rest
+//!   of the body to keep it).
 //! - nginx's old "quick recovery" (resetting every peer's failures when all have failed and
 //!   trying once more) was removed in nginx 1.11.5; like nginx 1.22 the upstream then
 //!   answers `502` at once, unless [`Builder::quick_recovery`] turns the old behaviour on.
@@ -454,6 +457,12 @@ where
             .finish()
     }
 }
+
+/// Response extension: the client's body was not read to its end, so hyper closes the
+/// client's connection after this response, which says `Connection: close`.
+/// [`ProxyHeaders`](crate::proxy_headers::ProxyHeaders) keeps that header by it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CloseConnection;
 
 impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for Upstream<S, P>
 where

@@ -258,6 +258,44 @@ async fn large_body_is_streamed_and_not_replayed_once_read() {
     assert_eq!(log.bodies()[1], body);
 }
 
+/// Found by `tests/soak.rs`: answering before a streamed body was read to its end, the
+/// upstream let hyper close the client's keep-alive connection unannounced, and the client's
+/// next request on it failed. Such answers now say `Connection: close`.
+#[tokio::test]
+async fn unread_body_closes_the_client_connection_and_says_so() {
+    let send = |u: Upstream<Svc>, body: String| async move {
+        let req = Request::post("/").body(body).unwrap();
+        let res = u.oneshot(req).await.unwrap();
+        let close = res.headers().get(http::header::CONNECTION).cloned();
+        let marked = res.extensions().get::<CloseConnection>().is_some();
+        (res.status().as_u16(), close, marked)
+    };
+    let refusing = |log: &Log| {
+        Upstream::builder()
+            .peer(peer("a", Does::Refuse, log))
+            .peer(peer("b", Does::Refuse, log))
+            .next_upstream(NextUpstream::new().body_buffer_size(1024))
+            .build()
+            .unwrap()
+    };
+    let (log, large, small) = (Log::default(), "y".repeat(4096), "y".repeat(512));
+    let (status, close, marked) = send(refusing(&log), large.clone()).await;
+    assert_eq!(
+        (status, close.as_ref().map(|v| v.to_str().unwrap())),
+        (502, Some("close"))
+    );
+    assert!(marked, "ProxyHeaders keeps the header by this marker");
+    // A buffered body was read whole: the connection can go on.
+    assert_eq!(send(refusing(&log), small).await, (502, None, false));
+    // A streamed body the peer read to its end.
+    let u = Upstream::builder()
+        .peer(peer("a", Does::Answer, &log))
+        .next_upstream(NextUpstream::new().body_buffer_size(1024))
+        .build()
+        .unwrap();
+    assert_eq!(send(u, large).await, (200, None, false));
+}
+
 #[tokio::test]
 async fn listed_statuses_move_on_and_count_except_403_404() {
     let log = Log::default();

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 
@@ -41,6 +42,8 @@ enum State<B> {
 pub(crate) struct Stream<B> {
     prefix: Option<Bytes>,
     body: B,
+    /// Set once the client's body has been read to its end.
+    ended: Arc<AtomicBool>,
 }
 
 /// Where a request's body is kept between attempts.
@@ -52,7 +55,19 @@ pub(crate) enum Replay<B> {
     Streamed {
         slot: Arc<Mutex<Option<Stream<B>>>>,
         hint: SizeHint,
+        ended: Arc<AtomicBool>,
     },
+}
+
+impl<B> Replay<B> {
+    /// Whether the client's body has been read to its end (always, for a buffered one).
+    /// When it has not, the client's connection cannot carry another request.
+    pub(crate) fn is_complete(&self) -> bool {
+        match self {
+            Self::Buffered { .. } => true,
+            Self::Streamed { ended, .. } => ended.load(Ordering::Acquire),
+        }
+    }
 }
 
 impl<B: Body> Replay<B> {
@@ -70,9 +85,15 @@ impl<B: Body> Replay<B> {
             hint.set_upper(upper.saturating_add(n));
         }
         let prefix = (!prefix.is_empty()).then_some(prefix);
+        let ended = Arc::new(AtomicBool::new(false));
         Self::Streamed {
-            slot: Arc::new(Mutex::new(Some(Stream { prefix, body }))),
+            slot: Arc::new(Mutex::new(Some(Stream {
+                prefix,
+                body,
+                ended: Arc::clone(&ended),
+            }))),
             hint,
+            ended,
         }
     }
 
@@ -94,7 +115,7 @@ impl<B: Body> Replay<B> {
                 data: (!data.is_empty()).then(|| data.clone()),
                 trailers: trailers.clone(),
             },
-            Self::Streamed { slot, hint } => State::Waiting {
+            Self::Streamed { slot, hint, .. } => State::Waiting {
                 slot: Arc::clone(slot),
                 hint: *hint,
             },
@@ -198,6 +219,13 @@ where
                         return Poll::Ready(Some(Ok(Frame::data(prefix))));
                     }
                     let frame = ready!(Pin::new(&mut stream.body).poll_frame(cx));
+                    // The end: no more frames, trailers, or a last data frame (after which
+                    // a reader may stop polling).
+                    if frame.as_ref().is_none_or(|f| {
+                        f.as_ref().is_ok_and(Frame::is_trailers) || stream.body.is_end_stream()
+                    }) {
+                        stream.ended.store(true, Ordering::Release);
+                    }
                     return Poll::Ready(match frame {
                         None => {
                             self.state = State::Done;
@@ -304,7 +332,26 @@ mod tests {
         assert_eq!(&all[..10], b"aaaaaaaaaa");
         assert_eq!(&all[90..], b"jjjjjjjjjj");
         assert!(!replay.can_replay());
+        assert!(replay.is_complete(), "read to its end");
         assert!(collect(replay.body()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_complete_only_once_read_to_its_end() {
+        let body = Chunked((0..10).map(|i| Bytes::from(vec![b'a' + i; 10])).collect());
+        let replay = buffer(body, 25).await;
+        assert!(!replay.is_complete());
+        let mut attempt = replay.body();
+        for _ in 0..3 {
+            std::future::poll_fn(|cx| Pin::new(&mut attempt).poll_frame(cx)).await;
+        }
+        drop(attempt);
+        assert!(
+            !replay.is_complete(),
+            "an attempt read part of it and failed"
+        );
+        let small = buffer(Full::new(Bytes::from_static(b"hello")), 64).await;
+        assert!(small.is_complete());
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 
+pub mod killable;
+
 /// A demo backend: answers every request with its name, counts requests and connections.
 pub struct Backend {
     pub addr: SocketAddr,
