@@ -4,38 +4,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 mod support;
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gateway_binary() -> std::path::PathBuf {
-    // `cargo test` builds the examples, but not when a single test target is selected.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", "gateway"])
-        .status()
-        .expect("run cargo build --example gateway");
-    assert!(status.success(), "building the gateway example failed");
-    let mut path = std::env::current_exe().unwrap();
-    path.pop(); // deps/
-    path.pop(); // debug/
-    path.push("examples");
-    path.push("gateway");
-    path
-}
+use support::example::{gateway_binary, Kill};
 
 #[tokio::test]
 async fn gateway_example_serves_both_demo_backends() {
-    let mut child = Command::new(gateway_binary())
+    let mut child = Command::new(gateway_binary(&[]))
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .spawn()

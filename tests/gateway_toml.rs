@@ -7,10 +7,12 @@
 
 mod support;
 
+use support::example::{gateway_binary, Kill};
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tower_upstream::config::{nginx, GatewayConfig, PeerConfig};
@@ -138,37 +140,6 @@ fn mistakes_are_errors() {
     }
 }
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gateway_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--features",
-            "serde",
-            "--example",
-            "gateway",
-        ])
-        .status()
-        .expect("run cargo build --example gateway");
-    assert!(status.success(), "building the gateway example failed");
-    let mut path = std::env::current_exe().unwrap();
-    path.pop(); // deps/
-    path.pop(); // debug/
-    path.push("examples");
-    path.push("gateway");
-    path
-}
-
 #[tokio::test]
 async fn the_gateway_example_serves_a_toml_config() {
     let backends = [
@@ -185,7 +156,7 @@ async fn the_gateway_example_serves_a_toml_config() {
         .replace("/www/ROOT", &dir.display().to_string());
     let file = dir.join("gateway.toml");
     std::fs::write(&file, toml).unwrap();
-    let mut child = Command::new(gateway_binary())
+    let mut child = Command::new(gateway_binary(&["serde"]))
         .arg("--config")
         .arg(&file)
         .stdout(Stdio::piped())

@@ -14,10 +14,12 @@
 mod raw;
 mod support;
 
+use support::example::{gateway_binary, Kill};
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tower_upstream::config::nginx::{self, Import, Outcome};
@@ -355,30 +357,6 @@ async fn answers_as_nginx_does() {
     }
 }
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn gateway_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", "gateway"])
-        .status()
-        .expect("run cargo build --example gateway");
-    assert!(status.success(), "building the gateway example failed");
-    let mut path = std::env::current_exe().unwrap();
-    path.pop(); // deps/
-    path.pop(); // debug/
-    path.push("examples");
-    path.push("gateway");
-    path
-}
-
 #[tokio::test]
 async fn the_gateway_example_runs_the_seeds_nginx_conf() {
     let backends = [
@@ -388,7 +366,7 @@ async fn the_gateway_example_runs_the_seeds_nginx_conf() {
     let root = Root::new();
     let conf = root.0.join("nginx.conf");
     std::fs::write(&conf, rewrite(&seed(), &backends, &root, Regexes::Fixed)).unwrap();
-    let mut child = Command::new(gateway_binary())
+    let mut child = Command::new(gateway_binary(&[]))
         .arg("--nginx-conf")
         .arg(&conf)
         .args(["--listen", "127.0.0.1:0"])
@@ -443,7 +421,7 @@ fn the_gateway_example_refuses_bad_files_and_toml_without_serde() {
         "http {\n  server {\n    location / { rewrite ^ /x; }\n  }\n}\n",
     )
     .unwrap();
-    let out = Command::new(gateway_binary())
+    let out = Command::new(gateway_binary(&[]))
         .arg("--nginx-conf")
         .arg(&conf)
         .output()
@@ -454,7 +432,7 @@ fn the_gateway_example_refuses_bad_files_and_toml_without_serde() {
         "gateway: the nginx configuration was rejected:\nline 3: rewrite: rejected: unsupported directive\n\n"
     );
     // The example is built without the `serde` feature here.
-    let out = Command::new(gateway_binary())
+    let out = Command::new(gateway_binary(&[]))
         .args(["--config", "examples/gateway.toml"])
         .output()
         .unwrap();

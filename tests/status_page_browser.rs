@@ -9,23 +9,16 @@
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
 
+use support::example::{gateway_binary, Kill};
+
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Prints to the real stderr, which the test harness does not capture.
 fn note(line: &str) {
@@ -39,17 +32,6 @@ fn target_dir() -> PathBuf {
     path.pop(); // deps/
     path.pop(); // debug/
     path
-}
-
-fn gateway_binary() -> PathBuf {
-    // `cargo test` builds the examples, but not when a single test target is selected.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--example", "gateway"])
-        .status()
-        .expect("run cargo build --example gateway");
-    assert!(status.success(), "building the gateway example failed");
-    target_dir().join("debug").join("examples").join("gateway")
 }
 
 /// Runs headless Chromium on `url` with `args`, killing it after a minute.
@@ -133,7 +115,7 @@ async fn status_page_renders_in_headless_chromium() {
         return;
     }
 
-    let mut child = Command::new(gateway_binary())
+    let mut child = Command::new(gateway_binary(&[]))
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .spawn()

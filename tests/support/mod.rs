@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 
+pub mod example;
 pub mod killable;
 
 /// A demo backend: answers every request with its name, counts requests and connections.
