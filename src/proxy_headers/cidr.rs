@@ -40,7 +40,22 @@ impl Cidr {
         if bits(addr) & !cidr.mask() != 0 {
             return Err(invalid());
         }
-        Ok(cidr)
+        Ok(cidr.canonical())
+    }
+
+    /// A block inside `::ffff:0:0/96` as the IPv4 block it maps: `contains` matches mapped
+    /// addresses as IPv4, so `::ffff:10.0.0.0/104` must mean `10.0.0.0/8` to match anything.
+    fn canonical(self) -> Self {
+        match self.addr {
+            IpAddr::V6(v6) if self.prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Self {
+                    addr: IpAddr::V4(v4),
+                    prefix: self.prefix - 96,
+                },
+                None => self,
+            },
+            _ => self,
+        }
     }
 
     fn mask(&self) -> u128 {
@@ -146,9 +161,23 @@ mod tests {
     fn mapped_addresses_match_as_ipv4() {
         let net = Cidr::parse("10.0.0.0/8").unwrap();
         assert!(net.contains(ip("::ffff:10.1.2.3")));
-        assert!(!Cidr::parse("::ffff:0:0/96")
-            .unwrap()
-            .contains(ip("::ffff:10.1.2.3")));
+    }
+
+    #[test]
+    fn mapped_blocks_mean_their_ipv4_block() {
+        // nginx never matches these (it compares mapped addresses as IPv4 against IPv6
+        // blocks); here they mean what they say. Found by the `real_ip` fuzz target.
+        let one = Cidr::parse("::ffff:10.0.0.0").unwrap();
+        assert_eq!(one, Cidr::parse("10.0.0.0").unwrap());
+        assert!(one.contains(ip("::ffff:10.0.0.0")));
+        assert!(one.contains(ip("10.0.0.0")));
+        let net = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert_eq!(net, Cidr::parse("10.0.0.0/8").unwrap());
+        assert!(net.contains(ip("::ffff:10.1.2.3")));
+        let all4 = Cidr::parse("::ffff:0:0/96").unwrap();
+        assert!(all4.contains(ip("192.0.2.1")));
+        // Wider blocks stay IPv6 blocks, as in nginx.
+        assert!(!Cidr::parse("::/64").unwrap().contains(ip("::ffff:10.1.2.3")));
     }
 
     #[test]
