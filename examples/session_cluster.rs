@@ -43,7 +43,9 @@ use tower_sessions::{Session, SessionManagerLayer, SessionStore};
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config as RedisConfig, Pool};
 use tower_sessions_redis_store::RedisStore;
 use tower_upstream::affinity::{Affinity, AffinityDecision};
+use tower_upstream::http_peer::PeerBody;
 use tower_upstream::route_cookie::RouteCookieLayer;
+use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{HttpClient, Peer, ResponseBody, SelectedPeer, Upstream};
 
 /// The errors of this example.
@@ -207,7 +209,10 @@ pub async fn gateway(nodes: &[&Node]) -> Result<SocketAddr, Error> {
 }
 
 /// Adds `x-upstream` and `x-affinity` from the response extensions the upstream sets.
-fn report_choice(mut res: Response<ResponseBody<Incoming>>) -> Response<ResponseBody<Incoming>> {
+/// What the gateway answers with: the peer's body, counted by the upstream.
+type GatewayBody = ResponseBody<PeerBody<ReplayBody<Incoming>>>;
+
+fn report_choice(mut res: Response<GatewayBody>) -> Response<GatewayBody> {
     let peer = res
         .extensions()
         .get::<SelectedPeer>()

@@ -104,7 +104,11 @@ async fn echo_head_backend() -> Backend {
     .await
 }
 
-async fn body_string(res: Response<Incoming>) -> String {
+async fn body_string<B>(res: Response<B>) -> String
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
 }

@@ -1,14 +1,15 @@
 //! The shared client and its builder.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use http::uri::Authority;
 use http_body::Body;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::error::InvalidAuthority;
+use super::pool::{Config, Pool};
 use super::uri::parse_authority;
 use super::HttpPeer;
 
@@ -19,12 +20,14 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A pooled keep-alive HTTP/1.1 client that [`HttpPeer`]s are made from.
 ///
 /// It is a cheap handle: every clone, and every peer made with [`peer`](HttpClient::peer),
-/// shares one connection pool. Idle connections are kept per peer authority.
+/// shares its settings and its connection pools. Idle connections are kept per peer
+/// authority: two peers made for the same authority share their connections.
 ///
 /// See the [module docs](super) for an example.
 pub struct HttpClient<B> {
-    pub(crate) inner: Client<HttpConnector, B>,
-    pub(crate) read_timeout: Duration,
+    config: Arc<Config>,
+    /// Looked up when a peer is made, never per request.
+    pools: Arc<Mutex<HashMap<Authority, Weak<Pool<B>>>>>,
 }
 
 impl HttpClient<()> {
@@ -55,7 +58,10 @@ where
     }
 }
 
-impl<B> HttpClient<B> {
+impl<B> HttpClient<B>
+where
+    B: Send + 'static,
+{
     /// Returns a peer that sends requests to `authority` (`host[:port]`, port 80 by default) over
     /// this client's pool.
     ///
@@ -72,7 +78,19 @@ impl<B> HttpClient<B> {
     /// ```
     pub fn peer(&self, authority: &str) -> Result<HttpPeer<B>, InvalidAuthority> {
         let authority = parse_authority(authority)?;
-        Ok(HttpPeer::from_parts(self.clone(), authority))
+        Ok(HttpPeer::from_parts(self.clone(), self.pool(authority)))
+    }
+
+    /// The live pool for `authority`, or a new one.
+    pub(crate) fn pool(&self, authority: Authority) -> Arc<Pool<B>> {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pool) = pools.get(&authority).and_then(Weak::upgrade) {
+            return pool;
+        }
+        pools.retain(|_, pool| pool.strong_count() > 0);
+        let pool = Arc::new(Pool::new(self.config.clone(), authority.clone()));
+        pools.insert(authority, Arc::downgrade(&pool));
+        pool
     }
 }
 
@@ -89,8 +107,8 @@ where
 impl<B> Clone for HttpClient<B> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
-            read_timeout: self.read_timeout,
+            config: self.config.clone(),
+            pools: self.pools.clone(),
         }
     }
 }
@@ -98,7 +116,10 @@ impl<B> Clone for HttpClient<B> {
 impl<B> fmt::Debug for HttpClient<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpClient")
-            .field("read_timeout", &self.read_timeout)
+            .field("connect_timeout", &self.config.connect_timeout)
+            .field("read_timeout", &self.config.read_timeout)
+            .field("pool_idle_timeout", &self.config.idle_timeout)
+            .field("pool_max_idle_per_host", &self.config.max_idle)
             .finish_non_exhaustive()
     }
 }
@@ -187,23 +208,20 @@ impl HttpClientBuilder {
     /// Builds the client. `TCP_NODELAY` is set on every connection.
     ///
     /// No runtime is needed to build it, but requests must run inside a Tokio runtime with the
-    /// time driver enabled.
+    /// time and I/O drivers enabled.
     pub fn build<B>(self) -> HttpClient<B>
     where
         B: Body + Send,
         B::Data: Send,
     {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(self.connect_timeout));
-        connector.set_nodelay(true);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_max_idle_per_host(self.pool_max_idle_per_host)
-            .build(connector);
         HttpClient {
-            inner,
-            read_timeout: self.read_timeout,
+            config: Arc::new(Config {
+                connect_timeout: self.connect_timeout,
+                read_timeout: self.read_timeout,
+                idle_timeout: self.pool_idle_timeout,
+                max_idle: self.pool_max_idle_per_host,
+            }),
+            pools: Arc::default(),
         }
     }
 }

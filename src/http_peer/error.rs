@@ -1,7 +1,7 @@
 //! Errors returned by [`HttpPeer`](super::HttpPeer) and [`HttpClient::peer`](super::HttpClient::peer).
 
 use std::error::Error as StdError;
-use std::{fmt, io};
+use std::fmt;
 
 use crate::BoxError;
 
@@ -19,9 +19,9 @@ use crate::BoxError;
 /// | any other failure once a connection was assigned (the backend closed it early, sent an invalid response, the request body failed, ...) | `upstream request error` | `false` | `false` |
 /// | the request URI could not be rebuilt for the backend (not expected in practice) | `request uri cannot be sent upstream` | `false` | `false` |
 ///
-/// [`source`](StdError::source) returns the underlying error: a
-/// [`hyper_util::client::legacy::Error`] for connect and request errors, whose own sources lead
-/// to the `io::Error` or [`hyper::Error`]. A read timeout has no source.
+/// [`source`](StdError::source) returns the underlying error: the `io::Error` of a failed
+/// connect or name resolution, the [`hyper::Error`] of a failed handshake or request. Timeouts
+/// measured by the client have no source.
 ///
 /// # Was the request sent?
 ///
@@ -74,40 +74,35 @@ impl Error {
         }
     }
 
-    /// Classifies an error from hyper-util's client.
-    ///
-    /// `assigned` says whether hyper-util had handed a connection to the request (it is about to
-    /// be written) when the error happened. Before that point nothing can have been sent.
-    pub(crate) fn from_client(error: hyper_util::client::legacy::Error, assigned: bool) -> Self {
-        let kind = if error.is_connect() || !assigned {
-            if has_timed_out(&error) {
-                Kind::ConnectTimeout
-            } else {
-                Kind::Connect
-            }
-        } else {
-            Kind::Request
-        };
+    pub(crate) fn connect(source: BoxError) -> Self {
         Self {
-            kind,
-            source: Some(error.into()),
+            kind: Kind::Connect,
+            source: Some(source),
         }
     }
-}
 
-/// Whether the source chain holds an `io::Error` of kind `TimedOut`, which is how
-/// `HttpConnector` reports its connect timeout (and how the OS reports an unanswered SYN).
-fn has_timed_out(error: &(dyn StdError + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if let Some(io) = error.downcast_ref::<io::Error>() {
-            if io.kind() == io::ErrorKind::TimedOut {
-                return true;
-            }
+    pub(crate) fn connect_timeout() -> Self {
+        Self {
+            kind: Kind::ConnectTimeout,
+            source: None,
         }
-        next = error.source();
     }
-    false
+
+    /// The OS timed the connect out (an unanswered SYN).
+    pub(crate) fn connect_timeout_from(source: BoxError) -> Self {
+        Self {
+            kind: Kind::ConnectTimeout,
+            source: Some(source),
+        }
+    }
+
+    /// A failure once the request was handed to a connection: it may have been sent.
+    pub(crate) fn request(source: hyper::Error) -> Self {
+        Self {
+            kind: Kind::Request,
+            source: Some(source.into()),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -187,29 +182,6 @@ impl StdError for InvalidAuthority {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug)]
-    struct Wrapper(io::Error);
-
-    impl fmt::Display for Wrapper {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("tcp connect error")
-        }
-    }
-
-    impl StdError for Wrapper {
-        fn source(&self) -> Option<&(dyn StdError + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn timed_out_is_found_down_the_chain() {
-        let timed_out = Wrapper(io::Error::new(io::ErrorKind::TimedOut, "elapsed"));
-        assert!(has_timed_out(&timed_out));
-        let refused = Wrapper(io::ErrorKind::ConnectionRefused.into());
-        assert!(!has_timed_out(&refused));
-    }
 
     #[test]
     fn read_timeout_predicates_and_display() {

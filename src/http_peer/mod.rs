@@ -2,14 +2,20 @@
 //!
 //! [`HttpPeer`] is a [`tower::Service`] that sends each request to one `host:port`, the way an
 //! nginx `server` line in an `upstream` block does, so it can be used as a peer of the load
-//! balancer. Peers are made from an [`HttpClient`], a cheap handle to one
-//! [`hyper_util::client::legacy::Client`] whose connection pool every peer shares.
+//! balancer. Peers are made from an [`HttpClient`], a cheap handle holding the settings and
+//! the keep-alive pools (one per authority) that its peers share.
 //!
-//! For each request the peer rewrites the URI to `http://<authority><path-and-query>` (origin
-//! form `/x?y` and absolute form both work, a missing path becomes `/`), forces HTTP/1.1 and
-//! leaves the headers alone. If there is no `Host` header, hyper-util adds one from the peer's
-//! authority; set `Host` yourself to forward the client's. Bodies stream both ways: the request
-//! body is handed to hyper-util as it is, and the response body is hyper's [`Incoming`].
+//! For each request the peer sends the URI in origin form (`/x?y`; an absolute URI loses its
+//! scheme and authority, a missing path becomes `/`), forces HTTP/1.1 and leaves the headers
+//! alone. If there is no `Host` header, one is added from the peer's authority; set `Host`
+//! yourself to forward the client's. Bodies stream both ways: the request body is written as
+//! it comes, and the response body is a [`PeerBody`] streaming hyper's [`Incoming`].
+//!
+//! The client speaks hyper's HTTP/1.1 connection API directly rather than through
+//! hyper-util's pooled client: a peer knows its one authority, so its idle connections are a
+//! stack behind an uncontended lock, with no hashing of the authority and no task spawned per
+//! request to notice when a connection is free again. A connection returns to the pool when
+//! its response body has been read to the end; a body dropped before its end closes it.
 //!
 //! | nginx | here |
 //! |---|---|
@@ -65,19 +71,18 @@
 //!
 //! - The **connect timeout** bounds opening the TCP connection. Reusing a pooled connection
 //!   takes no connect.
-//! - The **read timeout** starts when hyper-util hands a connection to the request, just before
-//!   writing it, and ends when the response head arrives. It does not include the connect, and
+//! - The **read timeout** starts when the request is handed to a connection, just before it is
+//!   written, and ends when the response head arrives. It does not include the connect, and
 //!   it does not cover the response body: wrap the body if you need that.
-//! - The read timeout also runs while a streamed request body is still being sent, since
-//!   hyper-util gives no signal when the body is done: raise it for slow uploads. There is no
-//!   separate send timeout (nginx's `proxy_send_timeout`).
+//! - The read timeout also runs while a streamed request body is still being sent: raise it
+//!   for slow uploads. There is no separate send timeout (nginx's `proxy_send_timeout`).
 //!
 //! [`Error`] says which one fired: [`Error::is_timeout`] for both, [`Error::is_connect`] for the
 //! connect timeout only. When the read timeout fires the connection is closed, not returned to
 //! the pool.
 //!
-//! To know when a connection is assigned, the peer attaches hyper-util's
-//! [`capture_connection`] to each request, which replaces any capture the caller attached.
+//! An idle connection that the backend closed just as it was picked, before anything was
+//! written, is replaced by another one transparently (as hyper-util's client does).
 //!
 //! # Clone
 //!
@@ -88,14 +93,17 @@
 //! [`HttpClient::peer`] to share one.
 //!
 //! [`Incoming`]: hyper::body::Incoming
-//! [`capture_connection`]: hyper_util::client::legacy::connect::capture_connection
 
+mod body;
 mod client;
+mod connect;
 mod error;
 mod future;
 mod peer;
+mod pool;
 mod uri;
 
+pub use self::body::PeerBody;
 pub use self::client::{HttpClient, HttpClientBuilder};
 pub use self::error::{Error, InvalidAuthority};
 pub use self::future::ResponseFuture;

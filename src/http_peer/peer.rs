@@ -1,18 +1,20 @@
 //! The `HttpPeer` service.
 
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::header::HOST;
 use http::uri::Authority;
 use http::{Request, Response, Version};
 use http_body::Body;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::capture_connection;
 use tower::Service;
 
+use super::body::PeerBody;
 use super::error::{Error, InvalidAuthority};
 use super::future::ResponseFuture;
-use super::uri::{parse_authority, upstream_uri};
+use super::pool::Pool;
+use super::uri::origin_form;
 use super::HttpClient;
 
 /// A [`Service`] that sends every request to one backend over a pooled [`HttpClient`].
@@ -21,12 +23,12 @@ use super::HttpClient;
 /// See the [module docs](super) for an example.
 pub struct HttpPeer<B> {
     client: HttpClient<B>,
-    authority: Authority,
+    pool: Arc<Pool<B>>,
 }
 
 impl<B> HttpPeer<B>
 where
-    B: Body + Send,
+    B: Body + Send + 'static,
     B::Data: Send,
 {
     /// Creates a peer for `authority` (`host[:port]`) with a new default [`HttpClient`].
@@ -40,19 +42,18 @@ where
     /// assert_eq!(peer.authority(), "127.0.0.1:8080");
     /// ```
     pub fn new(authority: &str) -> Result<Self, InvalidAuthority> {
-        let authority = parse_authority(authority)?;
-        Ok(Self::from_parts(HttpClient::new(), authority))
+        HttpClient::new().peer(authority)
     }
 }
 
 impl<B> HttpPeer<B> {
-    pub(crate) fn from_parts(client: HttpClient<B>, authority: Authority) -> Self {
-        Self { client, authority }
+    pub(crate) fn from_parts(client: HttpClient<B>, pool: Arc<Pool<B>>) -> Self {
+        Self { client, pool }
     }
 
     /// The backend this peer sends requests to.
     pub fn authority(&self) -> &Authority {
-        &self.authority
+        &self.pool.authority
     }
 
     /// The client (and so the pool) this peer uses.
@@ -63,13 +64,13 @@ impl<B> HttpPeer<B> {
 
 impl<B> Service<Request<B>> for HttpPeer<B>
 where
-    B: Body + Send + Unpin + 'static,
+    B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<crate::BoxError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<PeerBody<B>>;
     type Error = Error;
-    type Future = ResponseFuture;
+    type Future = ResponseFuture<B>;
 
     /// Always ready: the pool opens connections on demand.
     #[inline]
@@ -78,14 +79,16 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match upstream_uri(req.uri(), &self.authority) {
-            Ok(uri) => *req.uri_mut() = uri,
+        match origin_form(req.uri()) {
+            Ok(None) => {}
+            Ok(Some(uri)) => *req.uri_mut() = uri,
             Err(e) => return ResponseFuture::failed(Error::invalid_uri(e)),
         }
         *req.version_mut() = Version::HTTP_11;
-        let assigned = capture_connection(&mut req);
-        let inner = self.client.inner.request(req);
-        ResponseFuture::new(inner, assigned, self.client.read_timeout)
+        if !req.headers().contains_key(HOST) {
+            req.headers_mut().insert(HOST, self.pool.host.clone());
+        }
+        ResponseFuture::new(self.pool.clone(), req)
     }
 }
 
@@ -93,7 +96,7 @@ impl<B> Clone for HttpPeer<B> {
     fn clone(&self) -> Self {
         Self {
             client: self.client.clone(),
-            authority: self.authority.clone(),
+            pool: self.pool.clone(),
         }
     }
 }
@@ -101,7 +104,7 @@ impl<B> Clone for HttpPeer<B> {
 impl<B> fmt::Debug for HttpPeer<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpPeer")
-            .field("authority", &self.authority)
+            .field("authority", &self.pool.authority)
             .field("client", &self.client)
             .finish()
     }
@@ -112,6 +115,7 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
     fn assert_clone<T: Clone>() {}
 
     #[test]
@@ -119,7 +123,8 @@ mod tests {
         type B = http_body_util::Full<bytes::Bytes>;
         assert_send_sync::<HttpPeer<B>>();
         assert_send_sync::<HttpClient<B>>();
-        assert_send_sync::<ResponseFuture>();
+        assert_send::<ResponseFuture<B>>();
+        assert_send_sync::<PeerBody<B>>();
         assert_send_sync::<Error>();
         assert_clone::<HttpPeer<B>>();
         // No `B: Clone` needed to clone a peer.

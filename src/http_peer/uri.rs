@@ -1,6 +1,6 @@
 //! Authority validation and request URI rewriting.
 
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::Uri;
 
 use super::error::{InvalidAuthority, Reason};
@@ -37,20 +37,25 @@ pub(crate) fn parse_authority(input: &str) -> Result<Authority, InvalidAuthority
     Ok(authority)
 }
 
-/// Builds `http://<authority><path-and-query>` from a request URI in origin, absolute or
-/// asterisk form. A missing path becomes `/`; the query is kept.
-pub(crate) fn upstream_uri(uri: &Uri, authority: &Authority) -> Result<Uri, http::Error> {
+/// The request URI as a backend wants it: origin form (`/path?query`). Absolute and
+/// authority forms lose their scheme and authority, a missing path becomes `/`, the query is
+/// kept and the asterisk form (`OPTIONS *`) stays. `None` when the URI is fine as it is, which
+/// is the case for every request a server received in origin form: no allocation then.
+pub(crate) fn origin_form(uri: &Uri) -> Result<Option<Uri>, http::Error> {
+    let pq = uri.path_and_query().map(PathAndQuery::as_str);
+    let in_origin_form = uri.scheme().is_none()
+        && uri.authority().is_none()
+        && pq.is_some_and(|pq| pq.starts_with('/') || pq == "*");
+    if in_origin_form {
+        return Ok(None);
+    }
     let path_and_query = match uri.path_and_query() {
         Some(pq) if pq.as_str().starts_with('/') || pq.as_str() == "*" => pq.clone(),
         // An absolute URI such as `http://a?x` has an empty path.
         Some(pq) => format!("/{}", pq.as_str()).parse::<PathAndQuery>()?,
         None => PathAndQuery::from_static("/"),
     };
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority.clone())
-        .path_and_query(path_and_query)
-        .build()
+    Ok(Some(Uri::from(path_and_query)))
 }
 
 #[cfg(test)]
@@ -59,41 +64,30 @@ mod tests {
 
     fn rewrite(uri: &str) -> String {
         let uri: Uri = uri.parse().unwrap();
-        let authority = Authority::from_static("10.0.0.1:8080");
-        upstream_uri(&uri, &authority).unwrap().to_string()
+        match origin_form(&uri).unwrap() {
+            Some(new) => new.to_string(),
+            None => format!("unchanged {uri}"),
+        }
     }
 
     #[test]
-    fn origin_form_keeps_path_and_query() {
-        assert_eq!(rewrite("/"), "http://10.0.0.1:8080/");
-        assert_eq!(rewrite("/a/b?x=1&y"), "http://10.0.0.1:8080/a/b?x=1&y");
+    fn origin_form_is_kept_as_it_is() {
+        assert_eq!(rewrite("/"), "unchanged /");
+        assert_eq!(rewrite("/a/b?x=1&y"), "unchanged /a/b?x=1&y");
+        assert_eq!(rewrite("*"), "unchanged *");
     }
 
     #[test]
-    fn absolute_form_replaces_scheme_and_authority() {
-        assert_eq!(
-            rewrite("https://user@example.com:9/p?q=%20"),
-            "http://10.0.0.1:8080/p?q=%20"
-        );
-        assert_eq!(rewrite("http://example.com"), "http://10.0.0.1:8080/");
-        assert_eq!(
-            rewrite("http://example.com?x=1"),
-            "http://10.0.0.1:8080/?x=1"
-        );
+    fn absolute_form_loses_scheme_and_authority() {
+        assert_eq!(rewrite("https://user@example.com:9/p?q=%20"), "/p?q=%20");
+        assert_eq!(rewrite("http://example.com"), "/");
+        assert_eq!(rewrite("http://example.com?x=1"), "/?x=1");
     }
 
     #[test]
     fn missing_path_becomes_slash() {
         // Authority form (as in CONNECT) has no path at all.
-        assert_eq!(rewrite("example.com:443"), "http://10.0.0.1:8080/");
-    }
-
-    #[test]
-    fn asterisk_form_is_kept() {
-        let uri = Uri::from_static("*");
-        let out = upstream_uri(&uri, &Authority::from_static("h:1")).unwrap();
-        assert_eq!(out.path_and_query().unwrap().as_str(), "*");
-        assert_eq!(out.authority().unwrap().as_str(), "h:1");
+        assert_eq!(rewrite("example.com:443"), "/");
     }
 
     #[test]

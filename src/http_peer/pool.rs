@@ -1,0 +1,150 @@
+//! One peer's keep-alive connections: a LIFO stack of idle HTTP/1.1 senders.
+//!
+//! hyper-util's pool keys every checkout by scheme and authority in a hash map and spawns a
+//! task per request to notice when a connection is idle again. A peer talks to one authority,
+//! so its pool is a plain `Vec` behind an uncontended mutex; a connection goes back when its
+//! response body has been read to the end (see `PeerBody`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+use http::HeaderValue;
+use hyper::client::conn::http1::SendRequest;
+
+use super::connect::Target;
+
+/// Settings shared by every pool of one [`HttpClient`](super::HttpClient).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_idle: usize,
+}
+
+/// The connections to one authority.
+pub(crate) struct Pool<B> {
+    pub(crate) config: Arc<Config>,
+    pub(crate) authority: Authority,
+    /// `Host` for requests that have none, as hyper-util's client would add.
+    pub(crate) host: HeaderValue,
+    pub(crate) target: Target,
+    /// Most recently used last: it is the least likely to have been closed by the peer.
+    idle: Mutex<Vec<Idle<B>>>,
+    reaper_running: AtomicBool,
+    /// `start_reaper`, taken where `B: Send` is known, so that `checkin` (called from a
+    /// body's `Drop`, which cannot have bounds) needs none.
+    start_reaper: fn(&Arc<Self>),
+}
+
+struct Idle<B> {
+    tx: SendRequest<B>,
+    since: Instant,
+}
+
+impl<B> Pool<B> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<B>>> {
+        // The critical sections only push and pop: a panic cannot leave the stack broken.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used open connection, if any. Closed and expired ones are dropped.
+    pub(crate) fn checkout(&self) -> Option<SendRequest<B>> {
+        let mut idle = self.idle();
+        while let Some(conn) = idle.pop() {
+            if !conn.tx.is_closed() && conn.since.elapsed() < self.config.idle_timeout {
+                return Some(conn.tx);
+            }
+        }
+        None
+    }
+
+    /// Keeps `tx` for the next request, unless the pool is full or keep-alive is off.
+    pub(crate) fn checkin(self: &Arc<Self>, tx: SendRequest<B>) {
+        if tx.is_closed() || self.config.max_idle == 0 {
+            return;
+        }
+        {
+            let mut idle = self.idle();
+            if idle.len() >= self.config.max_idle {
+                // Keep the warmest: drop the one idle the longest.
+                idle.remove(0);
+            }
+            idle.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+        if !self.reaper_running.load(Ordering::Acquire) {
+            (self.start_reaper)(self);
+        }
+    }
+
+    /// Drops every connection idle for longer than the idle timeout (or closed).
+    fn reap(&self) -> usize {
+        let mut idle = self.idle();
+        let timeout = self.config.idle_timeout;
+        idle.retain(|conn| !conn.tx.is_closed() && conn.since.elapsed() < timeout);
+        idle.len()
+    }
+}
+
+impl<B: Send + 'static> Pool<B> {
+    pub(crate) fn new(config: Arc<Config>, authority: Authority) -> Self {
+        let host = HeaderValue::from_str(authority.as_str())
+            .expect("a parsed authority is a valid header value");
+        let target = Target::new(&authority);
+        Self {
+            config,
+            authority,
+            host,
+            target,
+            idle: Mutex::new(Vec::new()),
+            reaper_running: AtomicBool::new(false),
+            start_reaper: Self::start_reaper,
+        }
+    }
+
+    /// Closes idle connections once they pass the idle timeout, even with no traffic to
+    /// notice them, like hyper-util's idle interval. One task per pool while it has idle
+    /// connections; it ends when the pool is dropped or empty, or with its runtime.
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Outside a runtime (a response dropped after its runtime ended) there is no timer:
+        // checkout still drops expired connections.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.reaper_running.store(false, Ordering::Release);
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        let every = (self.config.idle_timeout / 2).max(Duration::from_millis(10));
+        runtime.spawn(async move {
+            let _running = Running(pool.clone());
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match pool.upgrade() {
+                    Some(pool) if pool.reap() > 0 => {}
+                    _ => return,
+                }
+            }
+        });
+    }
+}
+
+/// Clears `reaper_running` however the reaper ends (returned, or dropped with its runtime),
+/// so that the next connection starts a new one.
+struct Running<B>(Weak<Pool<B>>);
+
+impl<B> Drop for Running<B> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.upgrade() {
+            pool.reaper_running.store(false, Ordering::Release);
+        }
+    }
+}
