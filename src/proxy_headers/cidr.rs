@@ -177,7 +177,9 @@ mod tests {
         let all4 = Cidr::parse("::ffff:0:0/96").unwrap();
         assert!(all4.contains(ip("192.0.2.1")));
         // Wider blocks stay IPv6 blocks, as in nginx.
-        assert!(!Cidr::parse("::/64").unwrap().contains(ip("::ffff:10.1.2.3")));
+        assert!(!Cidr::parse("::/64")
+            .unwrap()
+            .contains(ip("::ffff:10.1.2.3")));
     }
 
     #[test]
