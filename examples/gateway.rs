@@ -354,6 +354,8 @@ where
     B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    // nginx's `tcp_nodelay on`: a response is never held back waiting for an ACK.
+    let _ = stream.set_nodelay(true);
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
