@@ -191,10 +191,13 @@ impl HttpClientBuilder {
         self
     }
 
-    /// Most idle connections kept per peer authority, like the `keepalive` directive of an
-    /// nginx `upstream` block (which counts per worker). Default: unbounded; idle connections
-    /// are still closed after [`pool_idle_timeout`](Self::pool_idle_timeout). `0` disables
-    /// keep-alive.
+    /// Most idle connections kept per peer authority and thread, like the `keepalive`
+    /// directive of an nginx `upstream` block (which counts per worker process). Default:
+    /// unbounded; idle connections are still closed after
+    /// [`pool_idle_timeout`](Self::pool_idle_timeout). `0` disables keep-alive.
+    ///
+    /// A connection is kept by the thread that used it last and handed out to requests on
+    /// that thread, so that its I/O runs on the runtime that polls the request.
     ///
     /// ```
     /// # use tower_upstream::http_peer::HttpClient;

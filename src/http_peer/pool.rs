@@ -1,11 +1,15 @@
-//! One peer's keep-alive connections: a LIFO stack of idle HTTP/1.1 senders.
+//! One peer's keep-alive connections: LIFO stacks of idle HTTP/1.1 senders, one per thread.
 //!
 //! hyper-util's pool keys every checkout by scheme and authority in a hash map and spawns a
 //! task per request to notice when a connection is idle again. A peer talks to one authority,
-//! so its pool is a plain `Vec` behind an uncontended mutex; a connection goes back when its
-//! response body has been read to the end (see `PeerBody`).
+//! so its pool is a plain `Vec` behind a mutex; a connection goes back when its response body
+//! has been read to the end (see `PeerBody`).
+//!
+//! Each thread has its own stack, as each nginx worker has its own `keepalive` cache: a
+//! connection's I/O task runs on the runtime that opened it, so a request on another thread
+//! would pay a cross-thread wake-up each way, and threads would contend for one lock.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,8 +35,9 @@ pub(crate) struct Pool<B> {
     /// `Host` for requests that have none, as hyper-util's client would add.
     pub(crate) host: HeaderValue,
     pub(crate) target: Target,
-    /// Most recently used last: it is the least likely to have been closed by the peer.
-    idle: Mutex<Vec<Idle<B>>>,
+    /// One stack per thread slot, most recently used last: it is the least likely to have
+    /// been closed by the peer.
+    idle: Box<[Mutex<Vec<Idle<B>>>]>,
     reaper_running: AtomicBool,
     /// `start_reaper`, taken where `B: Send` is known, so that `checkin` (called from a
     /// body's `Drop`, which cannot have bounds) needs none.
@@ -45,9 +50,9 @@ struct Idle<B> {
 }
 
 impl<B> Pool<B> {
+    /// This thread's stack.
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<B>>> {
-        // The critical sections only push and pop: a panic cannot leave the stack broken.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.idle[thread_slot() % self.idle.len()])
     }
 
     /// The most recently used open connection, if any. Closed and expired ones are dropped.
@@ -84,10 +89,14 @@ impl<B> Pool<B> {
 
     /// Drops every connection idle for longer than the idle timeout (or closed).
     fn reap(&self) -> usize {
-        let mut idle = self.idle();
         let timeout = self.config.idle_timeout;
-        idle.retain(|conn| !conn.tx.is_closed() && conn.since.elapsed() < timeout);
-        idle.len()
+        let mut left = 0;
+        for stack in &self.idle {
+            let mut idle = lock(stack);
+            idle.retain(|conn| !conn.tx.is_closed() && conn.since.elapsed() < timeout);
+            left += idle.len();
+        }
+        left
     }
 }
 
@@ -101,7 +110,7 @@ impl<B: Send + 'static> Pool<B> {
             authority,
             host,
             target,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..slots()).map(|_| Mutex::default()).collect(),
             reaper_running: AtomicBool::new(false),
             start_reaper: Self::start_reaper,
         }
@@ -147,4 +156,24 @@ impl<B> Drop for Running<B> {
             pool.reaper_running.store(false, Ordering::Release);
         }
     }
+}
+
+fn lock<T>(stack: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
+    // The critical sections only push and pop: a panic cannot leave a stack broken.
+    stack.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Stacks per pool: one per core is enough for one runtime worker per core; more threads
+/// share slots.
+fn slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(64))
+}
+
+/// A number given to each thread the first time it uses a pool.
+fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SLOT.with(|slot| *slot)
 }

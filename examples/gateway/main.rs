@@ -23,6 +23,8 @@
 //! The nginx importer's report (directives ignored or unsupported, with their lines) is
 //! printed to stderr.
 
+mod workers;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -154,17 +156,12 @@ where
         .peers(peers)
         .policy(policy)
         .build()?;
-    let listener = TcpListener::bind(args.listen).await?;
+    let listeners = workers::bind(args.listen, args.workers)?;
+    let addr = listeners[0].local_addr()?;
     // Printed first: tests and scripts read the address from this line.
-    println!("gateway listening on http://{}", listener.local_addr()?);
-    println!(
-        "try: curl -s http://{0}/index.jsp; curl -s http://{0}/index.jsp",
-        listener.local_addr()?
-    );
-    println!(
-        "status page: http://{}/upstream-status",
-        listener.local_addr()?
-    );
+    println!("gateway listening on http://{addr}");
+    println!("try: curl -s http://{addr}/index.jsp; curl -s http://{addr}/index.jsp");
+    println!("status page: http://{addr}/upstream-status");
     let status_page = StatusPage::new()
         .title("gateway")
         .upstream(upstream.clone());
@@ -173,6 +170,30 @@ where
         .set("Host", "$host")
         .set("X-Real-IP", "$remote_addr")
         .build()?;
+    let sets = listeners.into_iter().map(|l| vec![l]).collect();
+    workers::run(sets, move |listeners| {
+        let (upstream, status_page, headers) =
+            (upstream.clone(), status_page.clone(), headers.clone());
+        async move {
+            let [listener] = <[TcpListener; 1]>::try_from(listeners).expect("one listener");
+            accept_proxy(listener, upstream, status_page, headers).await
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Proxies the connections `listener` accepts to `upstream`, the status page aside.
+async fn accept_proxy<P>(
+    listener: TcpListener,
+    upstream: Upstream<HttpPeer<ReplayBody<Incoming>>, P>,
+    status_page: StatusPage,
+    headers: ProxyHeadersLayer,
+) -> std::io::Result<()>
+where
+    P: BuildIndex + Policy<Request<Incoming>> + Send + Sync + 'static,
+    P::Key: Send,
+{
     loop {
         let (stream, client) = listener.accept().await?;
         let svc = ServiceBuilder::new()
@@ -201,27 +222,21 @@ where
 }
 
 fn main() {
-    let args = match parse_args() {
+    let mut args = match parse_args() {
         Ok(args) => args,
         Err(msg) => {
             eprintln!("{msg}");
             std::process::exit(2);
         }
     };
-    // One worker: a current-thread runtime, like one nginx worker process. More: a
-    // multi-thread runtime with that many workers. 0 (the default): one per core.
-    let runtime = match args.workers {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        0 => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-    };
+    // Each worker is a thread with a current-thread runtime, like an nginx worker process
+    // (see `workers`); this thread is the first. 0 (the default): one per core.
+    if args.workers == 0 {
+        args.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let result = runtime
         .map_err(Into::into)
         .and_then(|rt| rt.block_on(start(args)));
@@ -299,22 +314,31 @@ async fn serve_config(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         config.listen.clone()
     };
-    let mut listeners = Vec::new();
+    // One listener per address for each worker.
+    let mut sets: Vec<Vec<std::net::TcpListener>> = (0..args.workers).map(|_| Vec::new()).collect();
     for addr in addrs {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("listen {addr}: {e}"))?;
+        let listeners =
+            workers::bind(addr, args.workers).map_err(|e| format!("listen {addr}: {e}"))?;
         // Printed first: tests and scripts read the address from this line.
-        println!("gateway listening on http://{}", listener.local_addr()?);
-        listeners.push(listener);
+        println!("gateway listening on http://{}", listeners[0].local_addr()?);
+        for (set, listener) in sets.iter_mut().zip(listeners) {
+            set.push(listener);
+        }
     }
-    let mut loops = tokio::task::JoinSet::new();
-    for listener in listeners {
-        loops.spawn(accept(listener, gateway.clone()));
-    }
-    while let Some(done) = loops.join_next().await {
-        done??;
-    }
+    workers::run(sets, move |listeners| {
+        let gateway = gateway.clone();
+        async move {
+            let mut loops = tokio::task::JoinSet::new();
+            for listener in listeners {
+                loops.spawn(accept(listener, gateway.clone()));
+            }
+            while let Some(done) = loops.join_next().await {
+                done??;
+            }
+            Ok(())
+        }
+    })
+    .await?;
     Ok(())
 }
 
