@@ -7,7 +7,8 @@
 //!
 //! Each thread has its own stack, as each nginx worker has its own `keepalive` cache: a
 //! connection's I/O task runs on the runtime that opened it, so a request on another thread
-//! would pay a cross-thread wake-up each way, and threads would contend for one lock.
+//! pays a cross-thread wake-up each way, and threads would contend for one lock. A thread
+//! whose stack is empty takes another thread's idle connection rather than open one.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -56,11 +57,19 @@ impl<B> Pool<B> {
     }
 
     /// The most recently used open connection, if any. Closed and expired ones are dropped.
+    ///
+    /// This thread's stack first; when it is empty, another thread's idle connection is
+    /// better than a new one (the number of connections stays bounded by the number of
+    /// requests in flight, as with one shared pool).
     pub(crate) fn checkout(&self) -> Option<SendRequest<B>> {
-        let mut idle = self.idle();
-        while let Some(conn) = idle.pop() {
-            if !conn.tx.is_closed() && conn.since.elapsed() < self.config.idle_timeout {
-                return Some(conn.tx);
+        let own = thread_slot() % self.idle.len();
+        let others = (1..self.idle.len()).map(|i| (own + i) % self.idle.len());
+        for slot in std::iter::once(own).chain(others) {
+            let mut idle = lock(&self.idle[slot]);
+            while let Some(conn) = idle.pop() {
+                if !conn.tx.is_closed() && conn.since.elapsed() < self.config.idle_timeout {
+                    return Some(conn.tx);
+                }
             }
         }
         None
