@@ -144,8 +144,7 @@ impl Var {
             Self::ProxyHost => out.extend_from_slice(ctx.proxy_host),
             Self::RemoteAddr => {
                 if let Some(ip) = ctx.client {
-                    // Written in place: no String per request.
-                    let _ = write!(out, "{ip}");
+                    out.extend_from_slice(IpText::new(ip).as_bytes());
                 }
             }
             Self::ProxyAddXForwardedFor => {
@@ -161,7 +160,7 @@ impl Var {
                     if !first {
                         out.extend_from_slice(b", ");
                     }
-                    let _ = write!(out, "{ip}");
+                    out.extend_from_slice(IpText::new(ip).as_bytes());
                 }
             }
             Self::Scheme => out.extend_from_slice(ctx.scheme),
@@ -172,6 +171,72 @@ impl Var {
             }
             Self::Http(name) => http_header(ctx.parts, name, out),
         }
+    }
+}
+
+/// An address as `Display` writes it, which is also how nginx writes `$remote_addr`
+/// (`192.0.2.7`, `2001:db8::1`, `::ffff:192.0.2.7`), formatted on the stack: no `String`,
+/// and no `fmt` machinery at all for IPv4.
+pub(crate) struct IpText {
+    buf: [u8; IpText::CAP],
+    len: usize,
+}
+
+impl IpText {
+    /// The longest IPv6 text, `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`, in brackets.
+    const CAP: usize = 47;
+
+    /// `ip` as `Display` writes it.
+    pub(crate) fn new(ip: IpAddr) -> Self {
+        Self::write(ip, false)
+    }
+
+    /// `ip` as an RFC 7239 node: an IPv6 address in brackets.
+    pub(crate) fn node(ip: IpAddr) -> Self {
+        Self::write(ip, true)
+    }
+
+    fn write(ip: IpAddr, brackets: bool) -> Self {
+        let mut text = Self {
+            buf: [0; Self::CAP],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                let mut rest = &mut text.buf[..];
+                // Cannot fail: `CAP` holds the longest form.
+                let _ = if brackets {
+                    write!(rest, "[{v6}]")
+                } else {
+                    write!(rest, "{v6}")
+                };
+                text.len = Self::CAP - rest.len();
+            }
+        }
+        text
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.buf[self.len] = byte;
+        self.len += 1;
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -357,6 +422,44 @@ mod tests {
         assert_eq!(host(&p, b""), b"line.example");
         // No host at all: the server name.
         assert_eq!(host(&parts("/", &[]), b"gw.local"), b"gw.local");
+    }
+
+    #[test]
+    fn ip_text_is_display() {
+        let text = |ip: IpAddr| String::from_utf8(IpText::new(ip).as_bytes().to_vec()).unwrap();
+        // Every octet value, in every position.
+        for o in 0..=255u8 {
+            for ip in [
+                [o, 0, 9, 10],
+                [99, o, 100, 1],
+                [255, 10, o, 0],
+                [1, 2, 3, o],
+            ] {
+                let ip = IpAddr::from(ip);
+                assert_eq!(text(ip), ip.to_string());
+            }
+        }
+        // nginx's `$remote_addr`: IPv6 without brackets, IPv4-mapped as `::ffff:a.b.c.d`.
+        for (ip, written) in [
+            ("::1", "::1"),
+            ("::", "::"),
+            ("2001:DB8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+            ("fe80::1:2:3:4", "fe80::1:2:3:4"),
+            ("::ffff:192.0.2.7", "::ffff:192.0.2.7"),
+            ("::ffff:0.0.0.0", "::ffff:0.0.0.0"),
+            ("::1.2.3.4", "::102:304"), // IPv4-compatible (deprecated): Rust writes hex
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            ),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(text(ip), written);
+            assert_eq!(text(ip), ip.to_string());
+            let node = IpText::node(ip);
+            assert_eq!(node.as_bytes(), format!("[{written}]").as_bytes());
+        }
+        assert_eq!(IpText::node([192, 0, 2, 7].into()).as_bytes(), b"192.0.2.7");
     }
 
     #[test]
