@@ -218,10 +218,18 @@ impl ProxyHeadersBuilder {
                 })
             }
         };
+        let scheme = fact("$scheme", self.scheme, "http")?;
+        let proxy_host = fact("$proxy_host", self.proxy_host, "")?;
+        let server_name = fact("server_name", self.server_name, "")?;
+        for (_, source) in &mut headers {
+            if let Source::Template(template) = source {
+                template.resolve(&proxy_host);
+            }
+        }
         let config = Config {
-            scheme: fact("$scheme", self.scheme, "http")?,
-            proxy_host: fact("$proxy_host", self.proxy_host, "")?,
-            server_name: fact("server_name", self.server_name, "")?,
+            scheme,
+            proxy_host,
+            server_name,
             headers: headers.into(),
         };
         Ok(ProxyHeadersLayer {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue, InvalidHeaderValue};
 use http::request::Parts;
 use http::Version;
 
@@ -63,7 +63,7 @@ impl Source {
     pub(crate) fn make(&self, name: &HeaderName, ctx: &Ctx<'_>) -> Option<HeaderValue> {
         let mut out = Vec::new();
         match self {
-            Self::Template(t) => t.eval(ctx, &mut out),
+            Self::Template(t) => return valid(name, t.value(ctx)),
             Self::Make(m) => return m.make_header_value(ctx.parts).filter(|v| !v.is_empty()),
             Self::Forwarded => {
                 // A client's value with an open quote would swallow our element: drop it.
@@ -82,17 +82,19 @@ impl Source {
                 out.extend_from_slice(pseudonym);
             }
         }
-        if out.is_empty() {
-            return None;
-        }
-        match HeaderValue::from_maybe_shared(bytes::Bytes::from(out)) {
-            Ok(v) => Some(v),
-            Err(_) => {
-                tracing::debug!(header = %name, "computed header value is invalid; not sent");
-                None
-            }
-        }
+        valid(name, template::buffer_value(out))
     }
+}
+
+/// The value made for header `name`, if it was a valid one.
+fn valid(
+    name: &HeaderName,
+    value: Result<Option<HeaderValue>, InvalidHeaderValue>,
+) -> Option<HeaderValue> {
+    value.unwrap_or_else(|_| {
+        tracing::debug!(header = %name, "computed header value is invalid; not sent");
+        None
+    })
 }
 
 /// The request's own lines of header `name` that `keep` accepts, joined with `", "`, and a
