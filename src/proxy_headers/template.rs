@@ -151,7 +151,7 @@ impl Template {
             (Value::Fixed(value), _) => Ok(value.clone()),
             (Value::PerRequest, [Part::Var(var)]) => var.value(ctx),
             (Value::PerRequest, _) => {
-                let mut out = Vec::new();
+                let mut out = buffer();
                 self.eval(ctx, &mut out);
                 buffer_value(out)
             }
@@ -219,7 +219,7 @@ impl Var {
     }
 
     fn value_in_buffer(&self, ctx: &Ctx<'_>) -> Result<Option<HeaderValue>, InvalidHeaderValue> {
-        let mut out = Vec::new();
+        let mut out = buffer();
         self.eval(ctx, &mut out);
         buffer_value(out)
     }
@@ -455,6 +455,12 @@ fn bytes_value(bytes: &[u8]) -> Result<Option<HeaderValue>, InvalidHeaderValue> 
         return Ok(None);
     }
     HeaderValue::from_bytes(bytes).map(Some)
+}
+
+/// A buffer to build a value in, as large as most values (`X-Forwarded-For` with two
+/// addresses, a `Forwarded` element with a host): it seldom grows.
+pub(crate) fn buffer() -> Vec<u8> {
+    Vec::with_capacity(64)
 }
 
 /// A value built in `out`, without copying it; `None` when empty.

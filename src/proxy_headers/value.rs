@@ -61,11 +61,11 @@ impl Source {
     /// The value for one request; `None` when it is empty (nginx then sends no header) or,
     /// which a template cannot produce, not a valid header value.
     pub(crate) fn make(&self, name: &HeaderName, ctx: &Ctx<'_>) -> Option<HeaderValue> {
-        let mut out = Vec::new();
-        match self {
+        let out = match self {
             Self::Template(t) => return valid(name, t.value(ctx)),
             Self::Make(m) => return m.make_header_value(ctx.parts).filter(|v| !v.is_empty()),
             Self::Forwarded => {
+                let mut out = template::buffer();
                 // A client's value with an open quote would swallow our element: drop it.
                 append_existing(ctx.parts, name, &mut out, forwarded::is_closed);
                 let host = ctx.parts.uri.authority().map(|a| a.as_str().as_bytes());
@@ -74,14 +74,17 @@ impl Source {
                     Some(h.as_bytes())
                 });
                 forwarded::write_element(&mut out, ctx.client, host, ctx.scheme);
+                out
             }
             Self::Via(pseudonym) => {
+                let mut out = template::buffer();
                 append_existing(ctx.parts, name, &mut out, |_| true);
                 out.extend_from_slice(version(ctx.parts.version).as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(pseudonym);
+                out
             }
-        }
+        };
         valid(name, template::buffer_value(out))
     }
 }
