@@ -2,6 +2,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::template::IpText;
+
 /// Appends the RFC 7239 element `for=<client>;host=<host>;proto=<proto>` to `out`.
 ///
 /// An IPv6 client is written as a quoted, bracketed node (`for="[2001:db8::1]"`); values that
@@ -22,7 +24,7 @@ pub(crate) fn write_element(
         write_value(out, value);
     };
     match client {
-        Some(ip) => pair(out, b"for", node(ip).as_bytes()),
+        Some(ip) => pair(out, b"for", IpText::node(ip).as_bytes()),
         // RFC 7239 §6.2: a proxy that does not know the address says so.
         None => pair(out, b"for", b"unknown"),
     }
@@ -31,14 +33,6 @@ pub(crate) fn write_element(
     }
     if !proto.is_empty() {
         pair(out, b"proto", proto);
-    }
-}
-
-/// The node for `ip`, unquoted: `192.0.2.1` or `[2001:db8::1]`.
-fn node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 

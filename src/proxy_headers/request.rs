@@ -218,10 +218,18 @@ impl ProxyHeadersBuilder {
                 })
             }
         };
+        let scheme = fact("$scheme", self.scheme, "http")?;
+        let proxy_host = fact("$proxy_host", self.proxy_host, "")?;
+        let server_name = fact("server_name", self.server_name, "")?;
+        for (_, source) in &mut headers {
+            if let Source::Template(template) = source {
+                template.resolve(&proxy_host);
+            }
+        }
         let config = Config {
-            scheme: fact("$scheme", self.scheme, "http")?,
-            proxy_host: fact("$proxy_host", self.proxy_host, "")?,
-            server_name: fact("server_name", self.server_name, "")?,
+            scheme,
+            proxy_host,
+            server_name,
             headers: headers.into(),
         };
         Ok(ProxyHeadersLayer {
@@ -303,6 +311,9 @@ impl fmt::Debug for Config {
 
 // ===== ProxyHeaders =====
 
+/// How many header values [`ProxyHeaders`] makes on the stack before it needs a `Vec`.
+const INLINE_VALUES: usize = 16;
+
 /// Middleware that rewrites request headers and removes hop-by-hop headers both ways; made
 /// by [`ProxyHeadersLayer`]. See the [module docs](super) for an example.
 #[derive(Clone)]
@@ -358,34 +369,44 @@ where
         let client = ConnectAddr.client_addr(&req);
         let (mut parts, body) = req.into_parts();
         let config = &*self.config;
-        let scheme = parts
-            .extensions
-            .get::<http::uri::Scheme>()
-            .or(parts.uri.scheme())
-            .map(|s| s.as_str().as_bytes().to_vec());
-        let values: Vec<Option<HeaderValue>> = {
+        // Every value is made from the request as the client sent it, before any change; on
+        // the stack unless the configuration sets many headers.
+        let mut inline: [Option<HeaderValue>; INLINE_VALUES] = Default::default();
+        let mut spilled;
+        let values = match config.headers.len() {
+            n if n <= INLINE_VALUES => &mut inline[..n],
+            n => {
+                spilled = vec![None; n];
+                &mut spilled[..]
+            }
+        };
+        {
+            let scheme = parts
+                .extensions
+                .get::<http::uri::Scheme>()
+                .or(parts.uri.scheme())
+                .map_or(&*config.scheme, |s| s.as_str().as_bytes());
             let ctx = Ctx {
                 parts: &parts,
                 client,
-                scheme: scheme.as_deref().unwrap_or(&config.scheme),
+                scheme,
                 proxy_host: &config.proxy_host,
                 server_name: &config.server_name,
             };
-            config
-                .headers
-                .iter()
-                .map(|(name, source)| source.make(name, &ctx))
-                .collect()
-        };
+            for (value, (name, source)) in values.iter_mut().zip(&*config.headers) {
+                *value = source.make(name, &ctx);
+            }
+        }
         let upgrade = upgrade
             .then(|| parts.headers.get(header::UPGRADE).cloned())
             .flatten();
         remove_hop_by_hop_headers(&mut parts.headers);
         for ((name, _), value) in config.headers.iter().zip(values) {
-            parts.headers.remove(name);
-            if let Some(value) = value {
-                parts.headers.insert(name.clone(), value);
-            }
+            // `insert` replaces every line of the client's.
+            match value.take() {
+                Some(value) => parts.headers.insert(name, value),
+                None => parts.headers.remove(name),
+            };
         }
         let upgrading = upgrade.is_some();
         if let Some(protocol) = upgrade {

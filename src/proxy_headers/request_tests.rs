@@ -285,6 +285,44 @@ async fn empty_values_remove_and_closures_compute() {
 }
 
 #[tokio::test]
+async fn set_headers_replace_every_client_line() {
+    // More headers than are made on the stack, and the seed's.
+    let mut builder = ProxyHeadersLayer::builder()
+        .set("Host", "$host")
+        .set("X-Real-IP", "$remote_addr");
+    for i in 0..INLINE_VALUES {
+        builder = builder.set(&format!("X-N{i}"), &i.to_string());
+    }
+    for layer in [seed(), builder.build().unwrap()] {
+        let mut req = request(
+            "192.0.2.7:1",
+            &[
+                ("host", "a.example"),
+                ("x-real-ip", "6.6.6.6"),
+                ("x-n3", "x"),
+            ],
+        );
+        req.headers_mut()
+            .append("x-real-ip", "6.6.6.7".parse().unwrap());
+        req.headers_mut()
+            .append("host", "b.example".parse().unwrap());
+        let seen = forward(&layer, req).await;
+        let all = |name: &str| seen.get_all(name).iter().cloned().collect::<Vec<_>>();
+        assert_eq!(all("x-real-ip"), ["192.0.2.7"]);
+        assert_eq!(all("host"), ["a.example"]);
+        if seen.contains_key("x-n0") {
+            assert_eq!(seen.len(), INLINE_VALUES + 2);
+            assert_eq!(all("x-n3"), ["3"]);
+        } else {
+            assert_eq!(
+                lines(&seen),
+                ["host: a.example", "x-n3: x", "x-real-ip: 192.0.2.7"]
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn scheme_from_extension_or_absolute_uri() {
     let layer = ProxyHeadersLayer::builder()
         .set("X-Forwarded-Proto", "$scheme")

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue, InvalidHeaderValue};
 use http::request::Parts;
 use http::Version;
 
@@ -61,11 +61,11 @@ impl Source {
     /// The value for one request; `None` when it is empty (nginx then sends no header) or,
     /// which a template cannot produce, not a valid header value.
     pub(crate) fn make(&self, name: &HeaderName, ctx: &Ctx<'_>) -> Option<HeaderValue> {
-        let mut out = Vec::new();
-        match self {
-            Self::Template(t) => t.eval(ctx, &mut out),
+        let out = match self {
+            Self::Template(t) => return valid(name, t.value(ctx)),
             Self::Make(m) => return m.make_header_value(ctx.parts).filter(|v| !v.is_empty()),
             Self::Forwarded => {
+                let mut out = template::buffer();
                 // A client's value with an open quote would swallow our element: drop it.
                 append_existing(ctx.parts, name, &mut out, forwarded::is_closed);
                 let host = ctx.parts.uri.authority().map(|a| a.as_str().as_bytes());
@@ -74,25 +74,30 @@ impl Source {
                     Some(h.as_bytes())
                 });
                 forwarded::write_element(&mut out, ctx.client, host, ctx.scheme);
+                out
             }
             Self::Via(pseudonym) => {
+                let mut out = template::buffer();
                 append_existing(ctx.parts, name, &mut out, |_| true);
                 out.extend_from_slice(version(ctx.parts.version).as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(pseudonym);
+                out
             }
-        }
-        if out.is_empty() {
-            return None;
-        }
-        match HeaderValue::from_maybe_shared(bytes::Bytes::from(out)) {
-            Ok(v) => Some(v),
-            Err(_) => {
-                tracing::debug!(header = %name, "computed header value is invalid; not sent");
-                None
-            }
-        }
+        };
+        valid(name, template::buffer_value(out))
     }
+}
+
+/// The value made for header `name`, if it was a valid one.
+fn valid(
+    name: &HeaderName,
+    value: Result<Option<HeaderValue>, InvalidHeaderValue>,
+) -> Option<HeaderValue> {
+    value.unwrap_or_else(|_| {
+        tracing::debug!(header = %name, "computed header value is invalid; not sent");
+        None
+    })
 }
 
 /// The request's own lines of header `name` that `keep` accepts, joined with `", "`, and a
