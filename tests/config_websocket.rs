@@ -52,7 +52,7 @@ async fn echo_backend() -> (SocketAddr, mpsc::UnboundedReceiver<HeaderMap>) {
     (addr, rx)
 }
 
-/// Serves `gateway` with upgrades, as `examples/gateway.rs` does.
+/// Serves `gateway` with upgrades, as `examples/gateway/` does.
 async fn serve(gateway: Gateway) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,4 +1,4 @@
-//! Runs `examples/gateway.rs` as a user would (its embedded default: two demo backends) and
+//! Runs `examples/gateway/` as a user would (its embedded default: two demo backends) and
 //! checks what the README promises: two requests show both backends, with the seed's
 //! `Host $host` and `X-Real-IP $remote_addr` headers.
 

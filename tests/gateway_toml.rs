@@ -1,5 +1,5 @@
 //! The `config` model in TOML (feature `serde`): `examples/gateway.toml` is the seed's
-//! `nginx.conf`, the model round-trips, mistakes are errors, and `examples/gateway.rs
+//! `nginx.conf`, the model round-trips, mistakes are errors, and `examples/gateway/
 //! --config` serves a file.
 //!
 //! Run with `cargo test --features serde --test gateway_toml` (`.ci/run` does).

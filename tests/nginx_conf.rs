@@ -8,7 +8,7 @@
 //! - with the regexes the seed meant, `/index.jsp` and `/dwr/` go to both backends;
 //! - both compared with a real nginx 1.22 serving the same blocks;
 //! - the importer's report names every directive it did not apply, on its line;
-//! - `examples/gateway.rs --nginx-conf` runs the file.
+//! - `examples/gateway/ --nginx-conf` runs the file.
 
 #[path = "support/nginx.rs"]
 mod raw;

@@ -1,4 +1,4 @@
-//! The status page in a real browser: runs `examples/gateway.rs` (two demo backends), sends
+//! The status page in a real browser: runs `examples/gateway/` (two demo backends), sends
 //! it some traffic, then loads `/upstream-status` in Debian's headless Chromium. The rendered
 //! DOM must list both demo peers with their state, and a screenshot is saved to
 //! `target/status-page.png` (its path is printed).

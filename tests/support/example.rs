@@ -1,4 +1,4 @@
-//! Running `examples/gateway.rs` from a test, as a user would.
+//! Running `examples/gateway/` from a test, as a user would.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
