@@ -199,11 +199,7 @@ where
     loop {
         let (stream, client) = listener.accept().await?;
         let svc = ServiceBuilder::new()
-            // $remote_addr (and ip_hash) read the client's address from the request.
-            .map_request(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(client);
-                req
-            })
+            .map_request(with_client(client))
             .layer(UpgradeLayer::new()) // WebSocket tunnels
             .layer(headers.clone())
             .service(upstream.clone());
@@ -362,12 +358,17 @@ async fn accept(listener: TcpListener, gateway: Gateway) -> std::io::Result<()> 
     loop {
         let (stream, client) = listener.accept().await?;
         let svc = ServiceBuilder::new()
-            .map_request(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(client);
-                req
-            })
+            .map_request(with_client(client))
             .service(gateway.clone());
         tokio::spawn(serve(stream, TowerToHyperService::new(svc)));
+    }
+}
+
+/// Puts the client's address in each request: `$remote_addr` and `ip_hash` read it there.
+fn with_client(client: SocketAddr) -> impl Fn(Request<Incoming>) -> Request<Incoming> + Clone {
+    move |mut req| {
+        req.extensions_mut().insert(client);
+        req
     }
 }
 
