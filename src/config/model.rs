@@ -42,64 +42,45 @@ use crate::ConfigError;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 #[non_exhaustive]
 pub struct GatewayConfig {
     /// nginx `listen`: the addresses to serve on. Empty: the embedding program decides
     /// (nginx listens on `*:80`).
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Vec::is_empty")
-    )]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     pub listen: Vec<SocketAddr>,
     /// nginx `server_name`: the first name is `$host` for requests without a valid `Host`.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Vec::is_empty")
-    )]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     pub server_name: Vec<String>,
     /// The upstream blocks (in TOML: `[[upstream]]`).
     #[cfg_attr(
         feature = "serde",
-        serde(default, rename = "upstream", skip_serializing_if = "Vec::is_empty")
+        serde(rename = "upstream", skip_serializing_if = "Vec::is_empty")
     )]
     pub upstreams: Vec<UpstreamConfig>,
     /// The server's locations, in configuration order (in TOML: `[[location]]`).
     #[cfg_attr(
         feature = "serde",
-        serde(default, rename = "location", skip_serializing_if = "Vec::is_empty")
+        serde(rename = "location", skip_serializing_if = "Vec::is_empty")
     )]
     pub locations: Vec<LocationConfig>,
     /// nginx `root` for locations that have none.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Option::is_none")
-    )]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub root: Option<PathBuf>,
     /// nginx `index` for locations that have none (default: `index.html`).
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Option::is_none")
-    )]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub index: Option<Vec<String>>,
     /// nginx `proxy_set_header` lines for locations that have none.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Option::is_none")
-    )]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub proxy_set_header: Option<Vec<(String, String)>>,
     /// nginx `error_page` lines for locations that have none.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default, skip_serializing_if = "Vec::is_empty")
-    )]
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     pub error_page: Vec<ErrorPageConfig>,
     /// nginx `client_max_body_size` in bytes for locations that have none (default: 1 MiB,
     /// nginx's; `0`: no limit). In TOML also `"8m"`, `"32k"`.
     #[cfg_attr(
         feature = "serde",
         serde(
-            default,
             with = "super::units::serde_size",
             skip_serializing_if = "Option::is_none"
         )
