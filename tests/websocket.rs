@@ -5,17 +5,9 @@
 use std::net::SocketAddr;
 
 use futures_util::{SinkExt, StreamExt};
-use http::{HeaderMap, Request, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use http::StatusCode;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::server::{
-    Request as WsRequest, Response as WsResponse,
-};
 use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceBuilder;
 use tower_upstream::proxy_headers::{ProxyHeadersLayer, RewriteResponseLayer, UpgradeLayer};
@@ -23,38 +15,7 @@ use tower_upstream::{HttpClient, Peer, Upstream};
 
 mod support;
 
-/// A WebSocket echo server on 127.0.0.1:0; the handshake headers it receives are sent on
-/// the returned channel.
-async fn echo_backend() -> (SocketAddr, mpsc::UnboundedReceiver<HeaderMap>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                // The signature is tungstenite's.
-                #[allow(clippy::result_large_err)]
-                let record = |req: &WsRequest, res: WsResponse| {
-                    let _ = tx.send(req.headers().clone());
-                    Ok(res)
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, record).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_close() {
-                        return;
-                    }
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, rx)
-}
+use support::ws::{echo_backend, upgrade};
 
 /// The gateway: the seed's headers, upgrades tunnelled, served with upgrades.
 async fn gateway(peer: SocketAddr) -> SocketAddr {
@@ -76,30 +37,12 @@ async fn gateway(peer: SocketAddr) -> SocketAddr {
         .redirect_default()
         .build()
         .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, remote)) = listener.accept().await {
-            let svc = ServiceBuilder::new()
-                .map_request(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(remote);
-                    req
-                })
-                .layer(UpgradeLayer::new())
-                .layer(responses.clone())
-                .layer(headers.clone())
-                .service(upstream.clone());
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(stream),
-                        TowerToHyperService::new(svc),
-                    )
-                    .await;
-            });
-        }
-    });
-    addr
+    let svc = ServiceBuilder::new()
+        .layer(UpgradeLayer::new())
+        .layer(responses)
+        .layer(headers)
+        .service(upstream);
+    support::ws::serve_with_upgrades(svc).await
 }
 
 #[tokio::test]
@@ -115,11 +58,7 @@ async fn websocket_messages_cross_the_gateway() {
         .insert("connection", "Upgrade, X-Secret".parse().unwrap());
     req.headers_mut()
         .insert("x-secret", "s3cret".parse().unwrap());
-    let stream = TcpStream::connect(gw).await.unwrap();
-    let (mut ws, res) = tokio_tungstenite::client_async(req, stream)
-        .await
-        .expect("the gateway tunnels the upgrade");
-    assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let (mut ws, res) = upgrade(gw, req).await;
     assert_eq!(
         res.headers()["upgrade"]
             .to_str()
@@ -134,11 +73,7 @@ async fn websocket_messages_cross_the_gateway() {
     assert_eq!(seen["connection"], "upgrade");
     assert!(!seen.contains_key("x-secret"), "{seen:?}");
 
-    for i in 0..20 {
-        let text = format!("message {i}");
-        ws.send(Message::text(text.clone())).await.unwrap();
-        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text(text));
-    }
+    support::ws::assert_echoes(&mut ws, 20).await;
     let big = vec![7u8; 256 * 1024];
     ws.send(Message::binary(big.clone())).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 pub mod example;
 pub mod killable;
+pub mod ws;
 
 /// A demo backend: answers every request with its name, counts requests and connections.
 pub struct Backend {
