@@ -32,7 +32,6 @@ use bytes::Bytes;
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -45,7 +44,6 @@ use tower_sessions_redis_store::RedisStore;
 use tower_upstream::affinity::{Affinity, AffinityDecision};
 use tower_upstream::http_peer::PeerBody;
 use tower_upstream::route_cookie::RouteCookieLayer;
-use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{HttpClient, Peer, ResponseBody, SelectedPeer, Upstream};
 
 /// The errors of this example.
@@ -210,7 +208,7 @@ pub async fn gateway(nodes: &[&Node]) -> Result<SocketAddr, Error> {
 
 /// Adds `x-upstream` and `x-affinity` from the response extensions the upstream sets.
 /// What the gateway answers with: the peer's body, counted by the upstream.
-type GatewayBody = ResponseBody<PeerBody<ReplayBody<Incoming>>>;
+type GatewayBody = ResponseBody<PeerBody>;
 
 fn report_choice(mut res: Response<GatewayBody>) -> Response<GatewayBody> {
     let peer = res

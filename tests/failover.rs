@@ -25,7 +25,7 @@ use support::{serve, spawn_backend, Conn};
 type Client = HttpClient<ReplayBody<Incoming>>;
 type Counted = tower::util::BoxCloneSyncService<
     Request<ReplayBody<Incoming>>,
-    Response<tower_upstream::http_peer::PeerBody<ReplayBody<Incoming>>>,
+    Response<tower_upstream::http_peer::PeerBody>,
     tower_upstream::http_peer::Error,
 >;
 

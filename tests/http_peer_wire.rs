@@ -395,7 +395,7 @@ fn request<B>(method: Method, path: &str, body: B) -> Request<B> {
 }
 
 /// Sends `req`; the response head must come (or the call fail) within `WAIT`.
-async fn call<B>(peer: &HttpPeer<B>, req: Request<B>) -> Result<Response<PeerBody<B>>, Error>
+async fn call<B>(peer: &HttpPeer<B>, req: Request<B>) -> Result<Response<PeerBody>, Error>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -404,7 +404,7 @@ where
 }
 
 /// Reads a response body to its end (or error) within `WAIT`.
-async fn collect<B>(res: Response<PeerBody<B>>) -> Result<Collected<Bytes>, hyper::Error> {
+async fn collect(res: Response<PeerBody>) -> Result<Collected<Bytes>, Error> {
     within("the response body", res.into_body().collect()).await
 }
 

@@ -1,132 +1,174 @@
-//! The response body of `HttpPeer`: hyper's `Incoming`, which hands its connection back to
-//! the peer's pool once read to the end.
+//! The response body of `HttpPeer`: read straight from the connection, which goes back to
+//! the peer's pool once the body has been read to its end.
 
 use std::fmt;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::header::CONNECTION;
-use http::{Response, StatusCode};
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 
+use super::conn::Conn;
+use super::decode::{Chunked, Decoded, Framing};
+use super::error::Error;
 use super::pool::Pool;
 
 /// The body of a response from an [`HttpPeer`](super::HttpPeer).
 ///
-/// It streams hyper's [`Incoming`] body unchanged. When it has been read to the end (or has
-/// nothing to read) the connection goes back to the peer's pool for the next request; a body
-/// dropped before its end closes the connection, since what is left of the response would
-/// otherwise be read as the next one.
-pub struct PeerBody<B> {
-    inner: Incoming,
-    conn: Option<Reuse<B>>,
+/// It reads the body from the connection as the server asks for it: a `Content-Length` body
+/// in pieces as they arrive, a chunked body chunk by chunk (with its trailers, if any), and a
+/// body with neither until the backend closes. Once read to the end, the connection goes back
+/// to the peer's pool for the next request; a body dropped before its end closes the
+/// connection, since what is left of the response would otherwise be read as the next one.
+pub struct PeerBody {
+    state: State,
+    conn: Option<Conn>,
+    /// Where the connection goes at the end, if it may carry another request.
+    pool: Option<Arc<Pool>>,
 }
 
-struct Reuse<B> {
-    tx: SendRequest<B>,
-    pool: Arc<Pool<B>>,
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Length(u64),
+    Chunked(Chunked),
+    Close,
+    Done,
 }
 
-impl<B> PeerBody<B> {
-    /// Wraps the response of a request sent on `tx`. Upgraded (`101`) and `Connection: close`
-    /// connections are never reused.
-    pub(crate) fn response(
-        res: Response<Incoming>,
-        tx: SendRequest<B>,
-        pool: Arc<Pool<B>>,
-    ) -> Response<Self> {
-        let reusable = res.status() != StatusCode::SWITCHING_PROTOCOLS
-            && !res
-                .headers()
-                .get_all(CONNECTION)
-                .iter()
-                .any(|v| has_close(v.as_bytes()));
-        let conn = reusable.then_some(Reuse { tx, pool });
-        res.map(|inner| {
-            let mut body = Self { inner, conn };
-            body.release_if_done();
-            body
-        })
+impl PeerBody {
+    /// The body of a response framed as `framing` on `conn`. A body with nothing to read
+    /// gives the connection back at once.
+    pub(crate) fn new(framing: Framing, conn: Conn, pool: Option<Arc<Pool>>) -> Self {
+        let state = match framing {
+            Framing::Empty | Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Chunked(Chunked::Size),
+            Framing::Close => State::Close,
+        };
+        let mut body = Self {
+            state,
+            conn: Some(conn),
+            pool,
+        };
+        if matches!(body.state, State::Done) {
+            body.finish();
+        }
+        body
     }
 
-    fn release_if_done(&mut self) {
-        if http_body::Body::is_end_stream(&self.inner) {
-            if let Some(Reuse { tx, pool }) = self.conn.take() {
-                pool.checkin(tx);
+    /// A body with nothing in it and no connection (a `101`, whose connection is handed
+    /// over).
+    pub(crate) fn empty() -> Self {
+        Self {
+            state: State::Done,
+            conn: None,
+            pool: None,
+        }
+    }
+
+    /// The body has been read: the connection goes back to the pool if it may.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take()) {
+            // Bytes beyond the response mean the peer does not frame its messages as it says.
+            if conn.rbuf.is_empty() {
+                pool.checkin(conn);
             }
         }
     }
+
+    fn fail(&mut self, error: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.state = State::Done;
+        self.conn = None;
+        self.pool = None;
+        Poll::Ready(Some(Err(error)))
+    }
 }
 
-/// Whether a `Connection` value lists `close` (tokens are case-insensitive).
-fn has_close(value: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-}
-
-impl<B> http_body::Body for PeerBody<B> {
+impl http_body::Body for PeerBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(_))) => this.release_if_done(),
-            Poll::Ready(None) => {
-                if let Some(Reuse { tx, pool }) = this.conn.take() {
-                    pool.checkin(tx);
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut this.state {
+                State::Done => return Poll::Ready(None),
+                State::Length(left) => {
+                    if !conn.rbuf.is_empty() {
+                        let take = usize::try_from(*left)
+                            .map_or(conn.rbuf.len(), |l| l.min(conn.rbuf.len()));
+                        let data = conn.rbuf.split_to(take).freeze();
+                        *left -= take as u64;
+                        if *left == 0 {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                State::Chunked(chunked) => match chunked.decode(&mut conn.rbuf) {
+                    Ok(Some(Decoded::Data(data))) => {
+                        return Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    Ok(Some(Decoded::End(trailers))) => {
+                        this.finish();
+                        return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return this.fail(Error::request(e)),
+                },
+                State::Close => {
+                    if !conn.rbuf.is_empty() {
+                        let data = conn.rbuf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
                 }
             }
-            // The connection is in an unknown state: let it close.
-            Poll::Ready(Some(Err(_))) => this.conn = None,
-            Poll::Pending => {}
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) if matches!(this.state, State::Close) => {
+                    this.state = State::Done;
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    let eof = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream closed the connection before the end of the body",
+                    );
+                    return this.fail(Error::request(eof));
+                }
+                Ok(_) => {}
+                Err(e) => return this.fail(Error::request(e)),
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        matches!(self.state, State::Done)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.state {
+            State::Done => SizeHint::with_exact(0),
+            State::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
     }
 }
 
-impl<B> Drop for PeerBody<B> {
-    fn drop(&mut self) {
-        // A server that stops polling at `is_end_stream` never sees the end: release here.
-        self.release_if_done();
-    }
-}
-
-impl<B> fmt::Debug for PeerBody<B> {
+impl fmt::Debug for PeerBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerBody")
-            .field("inner", &self.inner)
-            .field("reusable", &self.conn.is_some())
+            .field("state", &self.state)
+            .field("reusable", &self.pool.is_some())
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::has_close;
-
-    #[test]
-    fn connection_close_tokens() {
-        assert!(has_close(b"close"));
-        assert!(has_close(b"Keep-Alive, CLOSE"));
-        assert!(!has_close(b"keep-alive"));
-        assert!(!has_close(b"closed"));
     }
 }

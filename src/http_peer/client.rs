@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -27,7 +28,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct HttpClient<B> {
     config: Arc<Config>,
     /// Looked up when a peer is made, never per request.
-    pools: Arc<Mutex<HashMap<Authority, Weak<Pool<B>>>>>,
+    pools: Arc<Mutex<HashMap<Authority, Weak<Pool>>>>,
+    /// The request body type its peers send; `fn(B)` keeps the client `Send + Sync`.
+    _body: PhantomData<fn(B)>,
 }
 
 impl HttpClient<()> {
@@ -82,7 +85,7 @@ where
     }
 
     /// The live pool for `authority`, or a new one.
-    pub(crate) fn pool(&self, authority: Authority) -> Arc<Pool<B>> {
+    pub(crate) fn pool(&self, authority: Authority) -> Arc<Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(pool) = pools.get(&authority).and_then(Weak::upgrade) {
             return pool;
@@ -109,6 +112,7 @@ impl<B> Clone for HttpClient<B> {
         Self {
             config: self.config.clone(),
             pools: self.pools.clone(),
+            _body: PhantomData,
         }
     }
 }
@@ -225,6 +229,7 @@ impl HttpClientBuilder {
                 max_idle: self.pool_max_idle_per_host,
             }),
             pools: Arc::default(),
+            _body: PhantomData,
         }
     }
 }

@@ -1,17 +1,14 @@
-//! Opening a connection to a peer: resolve, TCP connect with a timeout, HTTP/1.1 handshake.
+//! Opening a connection to a peer: resolve, then TCP connect with a timeout.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::uri::Authority;
-use http_body::Body;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::conn::Conn;
 use super::error::Error;
-use crate::BoxError;
 
 /// Where a peer's authority points: an address, or a name resolved at each connect (as
 /// hyper-util's `HttpConnector` does, so DNS changes are seen by new connections).
@@ -54,26 +51,10 @@ impl Target {
     }
 }
 
-/// Opens a connection to `target` and spawns its HTTP/1.1 dispatcher (with upgrades, for
-/// WebSocket tunnels). The timeout covers name resolution, and what is left of it is shared
-/// between the addresses the name resolves to.
-pub(crate) async fn connect<B>(target: &Target, timeout: Duration) -> Result<SendRequest<B>, Error>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let stream = tcp(target, timeout).await?;
-    let (tx, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| Error::connect(e.into()))?;
-    tokio::spawn(async move {
-        if let Err(error) = conn.with_upgrades().await {
-            tracing::debug!(%error, "upstream connection ended with an error");
-        }
-    });
-    Ok(tx)
+/// Opens a connection to `target`. The timeout covers name resolution, and what is left of
+/// it is shared between the addresses the name resolves to.
+pub(crate) async fn connect(target: &Target, timeout: Duration) -> Result<Conn, Error> {
+    tcp(target, timeout).await.map(Conn::new)
 }
 
 async fn tcp(target: &Target, timeout: Duration) -> Result<TcpStream, Error> {

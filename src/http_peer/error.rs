@@ -16,12 +16,13 @@ use crate::BoxError;
 /// | connection refused, unreachable, DNS failure, handshake failure | `upstream connect error` | `true` | `false` |
 /// | `connect_timeout` elapsed (or the OS timed the connect out) | `upstream timed out (connect)` | `true` | `true` |
 /// | `read_timeout` elapsed before the response head arrived | `upstream timed out (read)` | `false` | `true` |
-/// | any other failure once a connection was assigned (the backend closed it early, sent an invalid response, the request body failed, ...) | `upstream request error` | `false` | `false` |
+/// | the response head could not be parsed (nginx's `invalid_header`) | `upstream sent an invalid response` | `false` | `false` |
+/// | any other failure once a connection was assigned (the backend closed it early, the request body failed, ...) | `upstream request error` | `false` | `false` |
 /// | the request URI could not be rebuilt for the backend (not expected in practice) | `request uri cannot be sent upstream` | `false` | `false` |
 ///
 /// [`source`](StdError::source) returns the underlying error: the `io::Error` of a failed
-/// connect or name resolution, the [`hyper::Error`] of a failed handshake or request. Timeouts
-/// measured by the client have no source.
+/// connect or name resolution or of a failed exchange, the request body's error, or what was
+/// wrong with the response. Timeouts measured by the client have no source.
 ///
 /// # Was the request sent?
 ///
@@ -44,6 +45,7 @@ enum Kind {
     ConnectTimeout,
     ReadTimeout,
     Request,
+    InvalidResponse,
     InvalidUri,
 }
 
@@ -58,6 +60,12 @@ impl Error {
     /// elapsed. [`is_connect`](Error::is_connect) tells the two apart.
     pub fn is_timeout(&self) -> bool {
         matches!(self.kind, Kind::ConnectTimeout | Kind::ReadTimeout)
+    }
+
+    /// Returns `true` if the backend's response head could not be parsed as HTTP/1.1 (nginx's
+    /// `invalid_header` for `proxy_next_upstream`).
+    pub fn is_invalid_response(&self) -> bool {
+        self.kind == Kind::InvalidResponse
     }
 
     pub(crate) fn read_timeout() -> Self {
@@ -97,9 +105,17 @@ impl Error {
     }
 
     /// A failure once the request was handed to a connection: it may have been sent.
-    pub(crate) fn request(source: hyper::Error) -> Self {
+    pub(crate) fn request(source: impl Into<BoxError>) -> Self {
         Self {
             kind: Kind::Request,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The response head did not parse.
+    pub(crate) fn invalid_response(source: super::decode::InvalidResponse) -> Self {
+        Self {
+            kind: Kind::InvalidResponse,
             source: Some(source.into()),
         }
     }
@@ -112,6 +128,7 @@ impl fmt::Display for Error {
             Kind::ConnectTimeout => "upstream timed out (connect)",
             Kind::ReadTimeout => "upstream timed out (read)",
             Kind::Request => "upstream request error",
+            Kind::InvalidResponse => "upstream sent an invalid response",
             Kind::InvalidUri => "request uri cannot be sent upstream",
         })
     }

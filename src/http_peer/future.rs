@@ -1,57 +1,100 @@
-//! The response future of `HttpPeer`: take an idle connection or open one, send, and wait
-//! for the response head within the read timeout.
+//! The response future of `HttpPeer`: take an idle connection or open one, write the
+//! request, and read the response head within the read timeout.
 
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use http::{Request, Response};
+use bytes::Buf;
+use http::header::UPGRADE;
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use hyper::client::conn::http1::SendRequest;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 
 use super::body::PeerBody;
+use super::conn::Conn;
 use super::connect::connect;
+use super::decode::{self, connection_has, Head};
+use super::encode::{self, Framing};
 use super::error::Error;
 use super::pool::Pool;
+use super::upgraded::PeerUpgrade;
 use crate::BoxError;
 
-type Boxed<B> = Pin<Box<dyn Future<Output = Result<Response<PeerBody<B>>, Error>> + Send>>;
+/// Body bytes gathered before a write: a small body goes out with its head in one write.
+const WRITE_CHUNK: usize = 16 * 1024;
+
+type Connecting = Pin<Box<dyn Future<Output = Result<Conn, Error>> + Send>>;
 
 /// Response future for [`HttpPeer`](super::HttpPeer).
 ///
-/// hyper's send future is unnameable, so the exchange is one boxed future: one allocation per
-/// request, where hyper-util's client makes several.
+/// The whole exchange is one state machine in one allocation: no task, channel or boxed
+/// future per request (only opening a new connection boxes its future).
 #[must_use = "futures do nothing unless polled"]
 pub struct ResponseFuture<B> {
-    inner: Boxed<B>,
+    inner: Inner<B>,
 }
 
-impl<B> ResponseFuture<B>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    pub(crate) fn new(pool: Arc<Pool<B>>, req: Request<B>) -> Self {
+enum Inner<B> {
+    Failed(Option<Error>),
+    Running(Pin<Box<Exchange<B>>>),
+}
+
+impl<B> ResponseFuture<B> {
+    pub(crate) fn new(pool: Arc<Pool>, req: Request<B>) -> Self {
+        let method = req.method().clone();
+        let close = connection_has(req.headers(), b"close");
+        let upgrade = req.headers().contains_key(UPGRADE);
         Self {
-            inner: Box::pin(exchange(pool, req)),
+            inner: Inner::Running(Box::pin(Exchange {
+                pool,
+                method,
+                req: Some(req),
+                body: None,
+                framing: Framing::Empty,
+                sent: 0,
+                body_done: false,
+                conn: None,
+                reused: false,
+                connecting: None,
+                step: Step::Acquire,
+                wpos: 0,
+                replayable: true,
+                received: false,
+                carry: None,
+                close,
+                upgrade,
+                deadline: None,
+                sleep: None,
+            })),
         }
     }
 
     pub(crate) fn failed(error: Error) -> Self {
         Self {
-            inner: Box::pin(async move { Err(error) }),
+            inner: Inner::Failed(Some(error)),
         }
     }
 }
 
-impl<B> Future for ResponseFuture<B> {
-    type Output = Result<Response<PeerBody<B>>, Error>;
+impl<B> Future for ResponseFuture<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<PeerBody>, Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().inner {
+            Inner::Failed(error) => Poll::Ready(Err(error
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            Inner::Running(exchange) => exchange.as_mut().poll(cx),
+        }
     }
 }
 
@@ -61,56 +104,351 @@ impl<B> fmt::Debug for ResponseFuture<B> {
     }
 }
 
-async fn exchange<B>(
-    pool: Arc<Pool<B>>,
-    mut req: Request<B>,
-) -> Result<Response<PeerBody<B>>, Error>
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Acquire,
+    Connect,
+    Send,
+    ReadHead,
+}
+
+/// How writing the request ended.
+enum Sent {
+    All,
+    /// The connection was found closed before it could have carried the request.
+    Retry,
+    /// The backend answered before the body was all sent (a `413`, say).
+    Early(Head),
+}
+
+/// How reading the response head ended.
+enum Got {
+    Head(Head),
+    /// The connection was found closed before it could have carried the request.
+    Retry,
+}
+
+pin_project! {
+    struct Exchange<B> {
+        pool: Arc<Pool>,
+        method: Method,
+        // Until the head is written into a connection's buffer.
+        req: Option<Request<B>>,
+        #[pin]
+        body: Option<B>,
+        framing: Framing,
+        // Body bytes taken so far, to hold a `Content-Length` to its word.
+        sent: u64,
+        body_done: bool,
+        conn: Option<Conn>,
+        // Whether `conn` came from the pool (and so may have been closed while idle).
+        reused: bool,
+        connecting: Option<Connecting>,
+        // The request bytes to send again on the next connection, after a retry.
+        carry: Option<Vec<u8>>,
+        step: Step,
+        // How much of the connection's write buffer is written.
+        wpos: usize,
+        // Whether the write buffer still holds every byte of the request taken so far, so
+        // that it can be sent again on another connection.
+        replayable: bool,
+        // Whether any byte of the response arrived.
+        received: bool,
+        // The request says `Connection: close`.
+        close: bool,
+        // The request asks to switch protocols.
+        upgrade: bool,
+        deadline: Option<Instant>,
+        #[pin]
+        sleep: Option<Sleep>,
+    }
+}
+
+impl<B> Future for Exchange<B>
 where
-    B: Body + Send + 'static,
-    B::Data: Send,
+    B: Body,
     B::Error: Into<BoxError>,
 {
-    loop {
-        let (mut tx, reused) = match pool.checkout() {
-            Some(tx) => (tx, true),
-            None => (
-                connect(&pool.target, pool.config.connect_timeout).await?,
-                false,
-            ),
-        };
-        if !tx.is_ready() {
-            if let Err(e) = ready(&mut tx).await {
-                if reused {
-                    // Closed while idle, before anything was written: take another one.
-                    continue;
+    type Output = Result<Response<PeerBody>, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let this = self.as_mut().project();
+            match *this.step {
+                Step::Acquire => match this.pool.checkout() {
+                    Some(conn) => self.as_mut().start(conn, true),
+                    None => {
+                        let pool = this.pool.clone();
+                        *this.connecting = Some(Box::pin(async move {
+                            connect(&pool.target, pool.config.connect_timeout).await
+                        }));
+                        *this.step = Step::Connect;
+                    }
+                },
+                Step::Connect => {
+                    let connecting = this.connecting.as_mut().expect("connecting");
+                    let conn = ready!(connecting.as_mut().poll(cx))?;
+                    *this.connecting = None;
+                    self.as_mut().start(conn, false);
                 }
-                return Err(Error::connect(e.into()));
-            }
-        }
-        let sent = tx.try_send_request(req);
-        match tokio::time::timeout(pool.config.read_timeout, sent).await {
-            Ok(Ok(res)) => return Ok(PeerBody::response(res, tx, pool)),
-            Ok(Err(mut e)) => match e.take_message() {
-                // The peer closed a kept-alive connection as we picked it, and nothing was
-                // written: retry on another one, as hyper-util does. A new connection that
-                // fails this way is an error like any other.
-                Some(back) if reused => {
-                    tracing::trace!(error = %e.error(), "idle upstream connection was closed");
-                    req = back;
-                }
-                // Not written: as good as a failed connect.
-                Some(_) => return Err(Error::connect(e.into_error().into())),
-                None => return Err(Error::request(e.into_error())),
-            },
-            Err(_) => {
-                tracing::debug!(timeout = ?pool.config.read_timeout, "upstream timed out (read)");
-                // Dropping the send future closes the connection.
-                return Err(Error::read_timeout());
+                Step::Send => match ready!(self.as_mut().poll_send(cx))? {
+                    Sent::All => *self.as_mut().project().step = Step::ReadHead,
+                    Sent::Retry => self.as_mut().retry(),
+                    Sent::Early(head) => return Poll::Ready(self.respond(head)),
+                },
+                Step::ReadHead => match ready!(self.as_mut().poll_head(cx, false))? {
+                    Got::Head(head) => return Poll::Ready(self.respond(head)),
+                    Got::Retry => self.as_mut().retry(),
+                },
             }
         }
     }
 }
 
-fn ready<B>(tx: &mut SendRequest<B>) -> impl Future<Output = hyper::Result<()>> + '_ {
-    std::future::poll_fn(move |cx| tx.poll_ready(cx))
+impl<B> Exchange<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    /// Hands the request to `conn`: its head (the first time) goes into the write buffer,
+    /// and the read timeout starts.
+    fn start(self: Pin<&mut Self>, mut conn: Conn, reused: bool) {
+        let mut this = self.project();
+        if let Some(carry) = this.carry.take() {
+            conn.wbuf = carry;
+        } else if let Some(mut req) = this.req.take() {
+            *this.framing = encode::framing(&mut req);
+            conn.wbuf.clear();
+            encode::head(&req, &mut conn.wbuf);
+            let (_, body) = req.into_parts();
+            if *this.framing == Framing::Empty {
+                *this.body_done = true;
+            } else {
+                this.body.set(Some(body));
+            }
+        }
+        *this.reused = reused;
+        *this.wpos = 0;
+        *this.received = false;
+        *this.conn = Some(conn);
+        *this.step = Step::Send;
+        if this.deadline.is_none() {
+            *this.deadline = Some(Instant::now() + this.pool.config.read_timeout);
+        }
+    }
+
+    /// Drops the connection, keeping the request bytes for the next one.
+    fn retry(self: Pin<&mut Self>) {
+        let this = self.project();
+        if let Some(conn) = this.conn.take() {
+            *this.carry = Some(conn.wbuf);
+        }
+        *this.step = Step::Acquire;
+    }
+
+    /// Whether the request can be sent again on another connection after this one closed
+    /// without a byte of response: the connection was an idle one (which the backend may
+    /// close at any time), the request is idempotent and it is all still in the buffer
+    /// (RFC 9112, section 9.3.1).
+    fn can_replay(&self) -> bool {
+        self.reused
+            && !self.received
+            && self.replayable
+            && self.body_done
+            && self.method.is_idempotent()
+    }
+
+    /// Writes the head and the body.
+    fn poll_send(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Sent, Error>> {
+        loop {
+            let mut this = self.as_mut().project();
+            let conn = this.conn.as_mut().expect("connection");
+            // Gather body data first, so that a small body leaves with its head.
+            if !*this.body_done && conn.wbuf.len() - *this.wpos < WRITE_CHUNK {
+                let body = this.body.as_mut().as_pin_mut().expect("body");
+                match body.poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            take_data(data, *this.framing, this.sent, &mut conn.wbuf)?;
+                        }
+                        continue;
+                    }
+                    Poll::Ready(None) => {
+                        end_body(*this.framing, *this.sent, &mut conn.wbuf)?;
+                        *this.body_done = true;
+                        this.body.set(None);
+                        continue;
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Error::request(e))),
+                    Poll::Pending => {}
+                }
+            }
+            if *this.wpos < conn.wbuf.len() {
+                match conn.poll_flush_wbuf(cx, this.wpos) {
+                    Poll::Ready(Ok(())) => {
+                        if !*this.body_done {
+                            // More body to come: this part need not be kept.
+                            conn.wbuf.clear();
+                            *this.wpos = 0;
+                            *this.replayable = false;
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) if *this.wpos == 0 && *this.replayable => {
+                        if *this.reused {
+                            tracing::trace!(error = %e, "idle upstream connection was closed");
+                            return Poll::Ready(Ok(Sent::Retry));
+                        }
+                        // Not a byte written: as good as a failed connect.
+                        return Poll::Ready(Err(Error::connect(e.into())));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::request(e))),
+                    Poll::Pending => {}
+                }
+            } else if *this.body_done {
+                return Poll::Ready(Ok(Sent::All));
+            }
+            // Waiting for the body or the socket; the backend may answer early.
+            return match ready!(self.as_mut().poll_head(cx, true))? {
+                Got::Head(head) => Poll::Ready(Ok(Sent::Early(head))),
+                Got::Retry => Poll::Ready(Ok(Sent::Retry)),
+            };
+        }
+    }
+
+    /// Reads the response head, skipping interim (1xx) responses other than `101`. While
+    /// the request is still being sent (`early`), a closed connection is an error.
+    fn poll_head(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        early: bool,
+    ) -> Poll<Result<Got, Error>> {
+        loop {
+            let this = self.as_mut().project();
+            let conn = this.conn.as_mut().expect("connection");
+            match decode::head(&mut conn.rbuf, this.method) {
+                Ok(Some(head)) => {
+                    let status = head.response.status();
+                    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                        continue;
+                    }
+                    return Poll::Ready(Ok(Got::Head(head)));
+                }
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(Error::invalid_response(e))),
+            }
+            match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => {
+                    if !early && self.can_replay() {
+                        return Poll::Ready(Ok(Got::Retry));
+                    }
+                    let eof = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream closed the connection before sending a response",
+                    );
+                    return Poll::Ready(Err(Error::request(eof)));
+                }
+                Poll::Ready(Ok(_)) => *this.received = true,
+                Poll::Ready(Err(e)) => {
+                    if !early && self.can_replay() {
+                        return Poll::Ready(Ok(Got::Retry));
+                    }
+                    return Poll::Ready(Err(Error::request(e)));
+                }
+                Poll::Pending => {
+                    ready!(self.as_mut().poll_timer(cx));
+                    tracing::debug!(timeout = ?self.pool.config.read_timeout, "upstream timed out (read)");
+                    return Poll::Ready(Err(Error::read_timeout()));
+                }
+            }
+        }
+    }
+
+    /// Ready when the read timeout has elapsed.
+    fn poll_timer(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if this.sleep.is_none() {
+            let deadline = this.deadline.expect("started");
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        this.sleep.as_pin_mut().expect("sleep").poll(cx)
+    }
+
+    /// The response, its body reading from the connection.
+    fn respond(self: Pin<&mut Self>, head: Head) -> Result<Response<PeerBody>, Error> {
+        let mut this = self.project();
+        this.sleep.set(None);
+        this.body.set(None);
+        let mut conn = this.conn.take().expect("connection");
+        let Head {
+            mut response,
+            framing,
+            keep_alive,
+        } = head;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if !*this.upgrade {
+                return Err(Error::invalid_response(decode::InvalidResponse(
+                    "101 to a request that asked for no upgrade",
+                )));
+            }
+            let rest = conn.rbuf.split().freeze();
+            response
+                .extensions_mut()
+                .insert(PeerUpgrade::new(conn.io, rest));
+            return Ok(response.map(|()| PeerBody::empty()));
+        }
+        // A body not sent to its end leaves the connection in an unknown state.
+        let reusable = keep_alive && !*this.close && *this.body_done;
+        let pool = reusable.then(|| this.pool.clone());
+        Ok(response.map(|()| PeerBody::new(framing, conn, pool)))
+    }
+}
+
+/// Appends a data frame to `wbuf`, framed as the request says.
+fn take_data<D: Buf>(
+    mut data: D,
+    framing: Framing,
+    sent: &mut u64,
+    wbuf: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let len = data.remaining();
+    if len == 0 {
+        return Ok(());
+    }
+    *sent += len as u64;
+    match framing {
+        Framing::Length(declared) if *sent > declared => {
+            return Err(Error::request(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "request body is longer than its content-length",
+            )));
+        }
+        Framing::Chunked => encode::chunk_size(len, wbuf),
+        _ => {}
+    }
+    while data.has_remaining() {
+        let chunk = data.chunk();
+        wbuf.extend_from_slice(chunk);
+        let n = chunk.len();
+        data.advance(n);
+    }
+    if framing == Framing::Chunked {
+        wbuf.extend_from_slice(b"\r\n");
+    }
+    Ok(())
+}
+
+/// Ends the body's framing once it has no more data.
+fn end_body(framing: Framing, sent: u64, wbuf: &mut Vec<u8>) -> Result<(), Error> {
+    match framing {
+        Framing::Chunked => wbuf.extend_from_slice(b"0\r\n\r\n"),
+        Framing::Length(declared) if sent < declared => {
+            return Err(Error::request(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "request body is shorter than its content-length",
+            )));
+        }
+        _ => {}
+    }
+    Ok(())
 }

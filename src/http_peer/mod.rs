@@ -9,13 +9,30 @@
 //! scheme and authority, a missing path becomes `/`), forces HTTP/1.1 and leaves the headers
 //! alone. If there is no `Host` header, one is added from the peer's authority; set `Host`
 //! yourself to forward the client's. Bodies stream both ways: the request body is written as
-//! it comes, and the response body is a [`PeerBody`] streaming hyper's [`Incoming`].
+//! it comes, and the response body is a [`PeerBody`] read from the connection as the server
+//! asks for it.
 //!
-//! The client speaks hyper's HTTP/1.1 connection API directly rather than through
-//! hyper-util's pooled client: a peer knows its one authority, so its idle connections are a
-//! stack behind an uncontended lock, with no hashing of the authority and no task spawned per
-//! request to notice when a connection is free again. A connection returns to the pool when
-//! its response body has been read to the end; a body dropped before its end closes it.
+//! # The connection
+//!
+//! The client is an HTTP/1.1 codec built for proxying, on [`httparse`] (the parser hyper
+//! uses) and Tokio's `TcpStream`, with hyper's framing rules for what it sends. Each
+//! connection has no task of its own: the request's future writes the request and reads the
+//! response head, and the response body reads the rest. hyper's client drives each connection
+//! from a spawned task and talks to it over channels, which was about a third of the gateway
+//! example's user-space instructions per proxied request. A peer knows its one authority, so its idle connections are a
+//! stack behind an uncontended lock, with no hashing of the authority. A connection returns to
+//! the pool when its response body has been read to the end; a body dropped before its end
+//! closes it.
+//!
+//! What the backend sends is held to RFC 9112: a response head must parse (at most 100 header
+//! fields and 64 KiB; else [`Error::is_invalid_response`]), conflicting or malformed
+//! `Content-Length` values are refused, a response with both `Transfer-Encoding` and
+//! `Content-Length` is read as chunked, loses its `Content-Length` and closes the connection
+//! afterwards, and a body without either ends when the backend closes. Interim responses
+//! (`100 Continue`, `103 Early Hints`) are skipped. A `101 Switching Protocols` answer to a
+//! request with an `Upgrade` header hands the connection over as a [`PeerUpgrade`] response
+//! extension, which [`UpgradeLayer`](crate::proxy_headers::UpgradeLayer) tunnels.
+//! Request trailers are not sent.
 //!
 //! | nginx | here |
 //! |---|---|
@@ -81,8 +98,11 @@
 //! connect timeout only. When the read timeout fires the connection is closed, not returned to
 //! the pool.
 //!
-//! An idle connection that the backend closed just as it was picked, before anything was
-//! written, is replaced by another one transparently (as hyper-util's client does).
+//! An idle connection that the backend closed just as it was picked is replaced by another
+//! one transparently: always when the write fails before a byte of the request is sent (as
+//! hyper-util's client does), and also when the connection ends without a byte of response
+//! if the request is idempotent and was sent whole from one buffer (RFC 9112, section 9.3.1),
+//! which is the race of a backend closing a kept-alive connection as the request leaves.
 //!
 //! # Clone
 //!
@@ -91,16 +111,18 @@
 //! This is what hyper's `TowerToHyperService`, which clones the service for every request,
 //! needs. Peers made with [`HttpPeer::new`] each get their own pool; make peers with
 //! [`HttpClient::peer`] to share one.
-//!
-//! [`Incoming`]: hyper::body::Incoming
 
 mod body;
 mod client;
+mod conn;
 mod connect;
+mod decode;
+mod encode;
 mod error;
 mod future;
 mod peer;
 mod pool;
+mod upgraded;
 mod uri;
 
 pub use self::body::PeerBody;
@@ -108,3 +130,4 @@ pub use self::client::{HttpClient, HttpClientBuilder};
 pub use self::error::{Error, InvalidAuthority};
 pub use self::future::ResponseFuture;
 pub use self::peer::HttpPeer;
+pub use self::upgraded::{PeerUpgrade, Upgraded};

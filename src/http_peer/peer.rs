@@ -23,7 +23,7 @@ use super::HttpClient;
 /// See the [module docs](super) for an example.
 pub struct HttpPeer<B> {
     client: HttpClient<B>,
-    pool: Arc<Pool<B>>,
+    pool: Arc<Pool>,
 }
 
 impl<B> HttpPeer<B>
@@ -47,7 +47,7 @@ where
 }
 
 impl<B> HttpPeer<B> {
-    pub(crate) fn from_parts(client: HttpClient<B>, pool: Arc<Pool<B>>) -> Self {
+    pub(crate) fn from_parts(client: HttpClient<B>, pool: Arc<Pool>) -> Self {
         Self { client, pool }
     }
 
@@ -68,7 +68,7 @@ where
     B::Data: Send,
     B::Error: Into<crate::BoxError>,
 {
-    type Response = Response<PeerBody<B>>;
+    type Response = Response<PeerBody>;
     type Error = Error;
     type Future = ResponseFuture<B>;
 
@@ -124,7 +124,7 @@ mod tests {
         assert_send_sync::<HttpPeer<B>>();
         assert_send_sync::<HttpClient<B>>();
         assert_send::<ResponseFuture<B>>();
-        assert_send_sync::<PeerBody<B>>();
+        assert_send_sync::<PeerBody>();
         assert_send_sync::<Error>();
         assert_clone::<HttpPeer<B>>();
         // No `B: Clone` needed to clone a peer.

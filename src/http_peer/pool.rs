@@ -1,4 +1,5 @@
-//! One peer's keep-alive connections: LIFO stacks of idle HTTP/1.1 senders, one per thread.
+//! One peer's keep-alive connections: LIFO stacks of idle HTTP/1.1 connections, one per
+//! thread.
 //!
 //! hyper-util's pool keys every checkout by scheme and authority in a hash map and spawns a
 //! task per request to notice when a connection is idle again. A peer talks to one authority,
@@ -6,19 +7,18 @@
 //! has been read to the end (see `PeerBody`).
 //!
 //! Each thread has its own stack, as each nginx worker has its own `keepalive` cache: a
-//! connection's I/O task runs on the runtime that opened it, so a request on another thread
-//! pays a cross-thread wake-up each way, and threads would contend for one lock. A thread
-//! whose stack is empty takes another thread's idle connection rather than open one.
+//! socket is registered with the I/O driver of the runtime that opened it, so using it from
+//! another thread pays a cross-thread wake-up, and threads would contend for one lock. A
+//! thread whose stack is empty takes another thread's idle connection rather than open one.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use super::conn::Conn;
+use super::connect::Target;
 use http::uri::Authority;
 use http::HeaderValue;
-use hyper::client::conn::http1::SendRequest;
-
-use super::connect::Target;
 
 /// Settings shared by every pool of one [`HttpClient`](super::HttpClient).
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ pub(crate) struct Config {
 }
 
 /// The connections to one authority.
-pub(crate) struct Pool<B> {
+pub(crate) struct Pool {
     pub(crate) config: Arc<Config>,
     pub(crate) authority: Authority,
     /// `Host` for requests that have none, as hyper-util's client would add.
@@ -38,21 +38,18 @@ pub(crate) struct Pool<B> {
     pub(crate) target: Target,
     /// One stack per thread slot, most recently used last: it is the least likely to have
     /// been closed by the peer.
-    idle: Box<[Mutex<Vec<Idle<B>>>]>,
+    idle: Box<[Mutex<Vec<Idle>>]>,
     reaper_running: AtomicBool,
-    /// `start_reaper`, taken where `B: Send` is known, so that `checkin` (called from a
-    /// body's `Drop`, which cannot have bounds) needs none.
-    start_reaper: fn(&Arc<Self>),
 }
 
-struct Idle<B> {
-    tx: SendRequest<B>,
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
-impl<B> Pool<B> {
+impl Pool {
     /// This thread's stack.
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<B>>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         lock(&self.idle[thread_slot() % self.idle.len()])
     }
 
@@ -61,23 +58,23 @@ impl<B> Pool<B> {
     /// This thread's stack first; when it is empty, another thread's idle connection is
     /// better than a new one (the number of connections stays bounded by the number of
     /// requests in flight, as with one shared pool).
-    pub(crate) fn checkout(&self) -> Option<SendRequest<B>> {
+    pub(crate) fn checkout(&self) -> Option<Conn> {
         let own = thread_slot() % self.idle.len();
         let others = (1..self.idle.len()).map(|i| (own + i) % self.idle.len());
         for slot in std::iter::once(own).chain(others) {
             let mut idle = lock(&self.idle[slot]);
-            while let Some(conn) = idle.pop() {
-                if !conn.tx.is_closed() && conn.since.elapsed() < self.config.idle_timeout {
-                    return Some(conn.tx);
+            while let Some(mut idle) = idle.pop() {
+                if idle.since.elapsed() < self.config.idle_timeout && idle.conn.is_reusable() {
+                    return Some(idle.conn);
                 }
             }
         }
         None
     }
 
-    /// Keeps `tx` for the next request, unless the pool is full or keep-alive is off.
-    pub(crate) fn checkin(self: &Arc<Self>, tx: SendRequest<B>) {
-        if tx.is_closed() || self.config.max_idle == 0 {
+    /// Keeps `conn` for the next request, unless the pool is full or keep-alive is off.
+    pub(crate) fn checkin(self: &Arc<Self>, conn: Conn) {
+        if self.config.max_idle == 0 {
             return;
         }
         {
@@ -87,12 +84,12 @@ impl<B> Pool<B> {
                 idle.remove(0);
             }
             idle.push(Idle {
-                tx,
+                conn,
                 since: Instant::now(),
             });
         }
         if !self.reaper_running.load(Ordering::Acquire) {
-            (self.start_reaper)(self);
+            self.start_reaper();
         }
     }
 
@@ -102,14 +99,12 @@ impl<B> Pool<B> {
         let mut left = 0;
         for stack in &self.idle {
             let mut idle = lock(stack);
-            idle.retain(|conn| !conn.tx.is_closed() && conn.since.elapsed() < timeout);
+            idle.retain_mut(|idle| idle.since.elapsed() < timeout && idle.conn.is_reusable());
             left += idle.len();
         }
         left
     }
-}
 
-impl<B: Send + 'static> Pool<B> {
     pub(crate) fn new(config: Arc<Config>, authority: Authority) -> Self {
         let host = HeaderValue::from_str(authority.as_str())
             .expect("a parsed authority is a valid header value");
@@ -121,7 +116,6 @@ impl<B: Send + 'static> Pool<B> {
             target,
             idle: (0..slots()).map(|_| Mutex::default()).collect(),
             reaper_running: AtomicBool::new(false),
-            start_reaper: Self::start_reaper,
         }
     }
 
@@ -157,9 +151,9 @@ impl<B: Send + 'static> Pool<B> {
 
 /// Clears `reaper_running` however the reaper ends (returned, or dropped with its runtime),
 /// so that the next connection starts a new one.
-struct Running<B>(Weak<Pool<B>>);
+struct Running(Weak<Pool>);
 
-impl<B> Drop for Running<B> {
+impl Drop for Running {
     fn drop(&mut self) {
         if let Some(pool) = self.0.upgrade() {
             pool.reaper_running.store(false, Ordering::Release);

@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::hop_by_hop::{connection_has, is_upgrade_request};
+use crate::http_peer::{PeerUpgrade, Upgraded};
 
 /// Request extension: the client's connection will be handed over if the peer switches
 /// protocols, so [`ProxyHeaders`](super::ProxyHeaders) forwards `Upgrade`.
@@ -33,7 +34,8 @@ pub(crate) struct Upgrading;
 ///
 /// It must sit outside [`ProxyHeadersLayer`](super::ProxyHeadersLayer), which removes the
 /// `Upgrade` header of any request this layer has not marked. The peer must be an HTTP/1.1
-/// client that supports upgrades, such as [`HttpPeer`](crate::HttpPeer).
+/// client that supports upgrades: [`HttpPeer`](crate::HttpPeer), which hands over the
+/// connection as a [`PeerUpgrade`] response extension, or hyper's client (`OnUpgrade`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UpgradeLayer {
     _priv: (),
@@ -142,7 +144,14 @@ where
         if res.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Poll::Ready(Ok(res));
         }
-        let peer = res.extensions_mut().remove::<OnUpgrade>();
+        let peer = match res.extensions_mut().remove::<OnUpgrade>() {
+            Some(on_upgrade) => Some(PeerSide::Hyper(on_upgrade)),
+            None => res
+                .extensions_mut()
+                .remove::<PeerUpgrade>()
+                .and_then(|p| p.take())
+                .map(PeerSide::Direct),
+        };
         match (this.client.take(), peer) {
             (Some(client), Some(peer)) if switches(&res) => {
                 tokio::spawn(tunnel(client, peer));
@@ -164,19 +173,33 @@ fn switches<B>(res: &Response<B>) -> bool {
     res.headers().contains_key(header::UPGRADE) && connection_has(res.headers(), "upgrade")
 }
 
+/// The peer's end of a tunnel: from a hyper client, or from [`HttpPeer`](crate::http_peer::HttpPeer).
+enum PeerSide {
+    Hyper(OnUpgrade),
+    Direct(Upgraded),
+}
+
 /// Waits for both upgrades, then copies bytes both ways until either side closes.
-async fn tunnel(client: OnUpgrade, peer: OnUpgrade) {
-    // The peer's side is ready once its 101 is read; the client's once hyper has written
-    // the 101 to it.
-    let (client, peer) = match (client.await, peer.await) {
-        (Ok(client), Ok(peer)) => (client, peer),
-        (Err(error), _) | (_, Err(error)) => {
+async fn tunnel(client: OnUpgrade, peer: PeerSide) {
+    // The client's side is ready once hyper has written the 101 to it.
+    let mut client = match client.await {
+        Ok(client) => TokioIo::new(client),
+        Err(error) => {
             tracing::debug!(%error, "upgrade failed; no tunnel");
             return;
         }
     };
-    let (mut client, mut peer) = (TokioIo::new(client), TokioIo::new(peer));
-    match tokio::io::copy_bidirectional(&mut client, &mut peer).await {
+    let copied = match peer {
+        PeerSide::Hyper(peer) => match peer.await {
+            Ok(peer) => tokio::io::copy_bidirectional(&mut client, &mut TokioIo::new(peer)).await,
+            Err(error) => {
+                tracing::debug!(%error, "upgrade failed; no tunnel");
+                return;
+            }
+        },
+        PeerSide::Direct(mut peer) => tokio::io::copy_bidirectional(&mut client, &mut peer).await,
+    };
+    match copied {
         Ok((up, down)) => tracing::debug!(up, down, "tunnel closed"),
         Err(error) => tracing::debug!(%error, "tunnel failed"),
     }

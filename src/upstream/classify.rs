@@ -25,6 +25,8 @@ pub(crate) fn classify(err: &(dyn StdError + 'static)) -> Failed {
     } else if chain(err).any(|e| {
         e.downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_parse)
+            || e.downcast_ref::<crate::http_peer::Error>()
+                .is_some_and(crate::http_peer::Error::is_invalid_response)
     }) {
         Condition::InvalidHeader
     } else {

@@ -1,0 +1,98 @@
+//! One HTTP/1.1 connection to a peer: the socket and its read and write buffers.
+//!
+//! The connection has no task of its own: the request's future writes to it and reads the
+//! response head, and the response body reads the rest. hyper's client instead drives each
+//! connection from a spawned task and talks to it over channels, which costs two task
+//! wake-ups and several channel operations per request.
+
+use std::io;
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+/// Reads ask for at least this much room.
+const READ_CHUNK: usize = 8 * 1024;
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) io: TcpStream,
+    /// Bytes read and not yet consumed.
+    pub(crate) rbuf: BytesMut,
+    /// The request head (and small bodies) being written; kept to reuse its allocation.
+    pub(crate) wbuf: Vec<u8>,
+}
+
+impl Conn {
+    pub(crate) fn new(io: TcpStream) -> Self {
+        Self {
+            io,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: Vec::with_capacity(512),
+        }
+    }
+
+    /// Reads more bytes into `rbuf`. `Ok(0)` is the end of the stream.
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        loop {
+            // `try_read_buf` skips the syscall while the socket is known not to be readable.
+            match self.io.try_read_buf(&mut self.rbuf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+            std::task::ready!(self.io.poll_read_ready(cx))?;
+        }
+    }
+
+    /// Writes `buf[*pos..]`, advancing `pos`, until all of it is written.
+    pub(crate) fn poll_write_all(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        pos: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        while *pos < buf.len() {
+            match self.io.try_write(&buf[*pos..]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => *pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::task::ready!(self.io.poll_write_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes `wbuf` from `pos`, advancing `pos`.
+    pub(crate) fn poll_flush_wbuf(
+        &mut self,
+        cx: &mut Context<'_>,
+        pos: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        let buf = std::mem::take(&mut self.wbuf);
+        let polled = self.poll_write_all(cx, &buf, pos);
+        self.wbuf = buf;
+        polled
+    }
+
+    /// Whether an idle connection can still carry a request: the peer has neither closed
+    /// it nor sent anything unasked. Costs a syscall only when the socket was seen readable.
+    pub(crate) fn is_reusable(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        self.rbuf.reserve(1);
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                matches!(self.io.try_read_buf(&mut self.rbuf), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
