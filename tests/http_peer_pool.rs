@@ -87,6 +87,7 @@ async fn backend(delay: Duration, close_after: Option<Duration>) -> Backend {
 async fn serve(mut stream: TcpStream, delay: Duration, close_after: Option<Duration>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
+    let mut served = 0;
     loop {
         let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
             match stream.read(&mut chunk).await {
@@ -99,6 +100,12 @@ async fn serve(mut stream: TcpStream, delay: Duration, close_after: Option<Durat
         buf.drain(..end + 4);
         let mut words = head.split(' ');
         let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        // `/race` on a kept-alive connection: closed unanswered, as by a backend whose
+        // keep-alive timeout fires as the request arrives.
+        if path == "/race" && served > 0 {
+            return;
+        }
+        served += 1;
         tokio::time::sleep(delay).await;
         if stream.write_all(&answer(method, path)).await.is_err() || path == "/close" {
             return;
@@ -190,6 +197,22 @@ async fn connections_closed_by_the_backend_while_idle_are_replaced() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(backend.accepted(), 3);
+}
+
+/// RFC 9112, section 9.3.1: an idempotent request that a kept-alive connection carried
+/// without an answer is sent again on a new connection; a POST is not.
+#[tokio::test]
+async fn unanswered_requests_on_kept_alive_connections_are_retried_if_idempotent() {
+    let backend = backend(Duration::ZERO, None).await;
+    let peer = peer(&HttpClient::new(), &backend);
+    assert_eq!(read_all(&peer, get("/")).await.1, "ok");
+    assert_eq!(read_all(&peer, get("/race")).await.1, "ok");
+    assert_eq!(backend.accepted(), 2, "one retry on a new connection");
+
+    let post = Request::post("/race").body(Empty::new()).unwrap();
+    let err = peer.clone().oneshot(post).await.unwrap_err();
+    assert!(!err.is_connect() && !err.is_timeout(), "{err}");
+    assert_eq!(backend.accepted(), 2, "a POST is not sent twice");
 }
 
 #[tokio::test]

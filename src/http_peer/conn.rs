@@ -6,6 +6,7 @@
 //! wake-ups and several channel operations per request.
 
 use std::io;
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
@@ -33,18 +34,15 @@ impl Conn {
     }
 
     /// Reads more bytes into `rbuf`. `Ok(0)` is the end of the stream.
+    ///
+    /// Through `AsyncRead`, which takes a short read to mean the socket is drained (as nginx
+    /// does): the next read waits for the next event instead of trying a `recv` that would
+    /// fail with `EAGAIN`, one wasted syscall per request.
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
             self.rbuf.reserve(READ_CHUNK);
         }
-        loop {
-            // `try_read_buf` skips the syscall while the socket is known not to be readable.
-            match self.io.try_read_buf(&mut self.rbuf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
-            }
-            std::task::ready!(self.io.poll_read_ready(cx))?;
-        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
     }
 
     /// Writes `buf[*pos..]`, advancing `pos`, until all of it is written.
@@ -85,14 +83,8 @@ impl Conn {
         if !self.rbuf.is_empty() {
             return false;
         }
-        self.rbuf.reserve(1);
         let mut cx = Context::from_waker(Waker::noop());
-        match self.io.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                matches!(self.io.try_read_buf(&mut self.rbuf), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+        // Pending: nothing to read (end of stream or stray bytes would be).
+        self.poll_fill(&mut cx).is_pending()
     }
 }
