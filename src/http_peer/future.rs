@@ -380,6 +380,10 @@ where
         this.sleep.set(None);
         this.body.set(None);
         let mut conn = this.conn.take().expect("connection");
+        if conn.wbuf.capacity() > 4 * WRITE_CHUNK {
+            // An upload's large frames went through it: not to be kept while idle.
+            conn.wbuf = Vec::new();
+        }
         let Head {
             mut response,
             framing,
