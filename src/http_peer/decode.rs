@@ -4,10 +4,11 @@ use std::fmt;
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
 use super::encode::{content_length, ends_chunked};
+use crate::proxy_headers::hop_by_hop::connection_has;
 
 /// Headers a response head may have, as hyper's default.
 const MAX_HEADERS: usize = 100;
@@ -98,10 +99,10 @@ pub(crate) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
         headers.append(name, value);
     }
     let (framing, mut keep_alive) = framing(method, status, version, &mut headers)?;
-    let close = connection_has(&headers, b"close");
+    let close = connection_has(&headers, "close");
     keep_alive &= match version {
         Version::HTTP_11 => !close,
-        _ => connection_has(&headers, b"keep-alive") && !close,
+        _ => connection_has(&headers, "keep-alive") && !close,
     };
     let mut response = Response::new(());
     *response.status_mut() = status;
@@ -151,15 +152,6 @@ fn framing(
         };
     }
     Ok((Framing::Close, false))
-}
-
-/// Whether a `Connection` header lists `token` (case-insensitive).
-pub(crate) fn connection_has(headers: &HeaderMap, token: &[u8]) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-    })
 }
 
 // ===== chunked =====

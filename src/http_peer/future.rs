@@ -18,11 +18,12 @@ use tokio::time::{Instant, Sleep};
 use super::body::PeerBody;
 use super::conn::Conn;
 use super::connect::connect;
-use super::decode::{self, connection_has, Head};
+use super::decode::{self, Head};
 use super::encode::{self, Framing};
 use super::error::Error;
 use super::pool::Pool;
 use super::upgraded::PeerUpgrade;
+use crate::proxy_headers::hop_by_hop::connection_has;
 use crate::BoxError;
 
 /// Body bytes gathered before a write: a small body goes out with its head in one write.
@@ -47,7 +48,7 @@ enum Inner<B> {
 impl<B> ResponseFuture<B> {
     pub(crate) fn new(pool: Arc<Pool>, req: Request<B>) -> Self {
         let method = req.method().clone();
-        let close = connection_has(req.headers(), b"close");
+        let close = connection_has(req.headers(), "close");
         let upgrade = req.headers().contains_key(UPGRADE);
         Self {
             inner: Inner::Running(Box::pin(Exchange {

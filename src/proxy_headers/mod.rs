@@ -157,7 +157,7 @@
 
 mod cidr;
 mod forwarded;
-mod hop_by_hop;
+pub(crate) mod hop_by_hop;
 pub mod real_ip;
 pub mod request;
 pub mod response;
