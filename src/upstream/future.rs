@@ -11,8 +11,7 @@ use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
-use tower::util::Oneshot;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::classify::{classify, is_non_idempotent};
 use super::members::Members;
@@ -33,7 +32,7 @@ pin_project! {
         P: Policy<Request<B>>,
     {
         #[pin]
-        state: State<Oneshot<S, Request<ReplayBody<B>>>>,
+        state: State<S, S::Future>,
         ctx: Ctx<S, P, B>,
         // One span per request, entered while it is polled (see `request_span`).
         span: tracing::Span,
@@ -42,8 +41,11 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<S, F> {
         Buffering,
+        // A peer is chosen; its service is polled for readiness before the call. Not
+        // `tower::util::Oneshot`, which would keep a copy of the whole request here too.
+        Ready { svc: S },
         Calling { #[pin] future: F },
         Done,
     }
@@ -139,8 +141,9 @@ where
     B: http_body::Body + Unpin,
     B::Error: Into<BoxError>,
 {
-    /// Picks the next peer and sends it the request, or `None` when no peer is left.
-    fn start(&mut self, span: &tracing::Span) -> Option<Oneshot<S, Request<ReplayBody<B>>>> {
+    /// Picks the next peer, or `None` when no peer is left: its service, to be called once
+    /// ready with [`request`](Self::request).
+    fn start(&mut self, span: &tracing::Span) -> Option<S> {
         let now = Instant::now();
         let shared = &*self.upstream.shared;
         let (tier, index) = self.members.select(shared, &mut self.selection, now)?;
@@ -158,19 +161,22 @@ where
             span.record("attempt", self.attempts);
             span.record("affinity", source.map_or("none", |s| s.as_str()));
         }
-        let body = self
-            .replay
-            .as_ref()
-            .expect("body read before the first attempt")
-            .body();
-        let req = Request::from_parts(self.parts.clone(), body);
-        let future = tier.services[index].clone().oneshot(req);
         self.current = Some(Attempt {
             active,
             selected,
             started: now,
         });
-        Some(future)
+        Some(tier.services[index].clone())
+    }
+
+    /// The request for the current attempt.
+    fn request(&self) -> Request<ReplayBody<B>> {
+        let body = self
+            .replay
+            .as_ref()
+            .expect("body read before the first attempt")
+            .body();
+        Request::from_parts(self.parts.clone(), body)
     }
 
     /// Whether nginx would send this request to another peer after `condition`.
@@ -220,7 +226,7 @@ where
         let span = &*this.span;
         let _entered = span.enter();
         loop {
-            match this.state.as_mut().project() {
+            let result = match this.state.as_mut().project() {
                 StateProj::Buffering => {
                     let buffering = ctx.buffering.as_mut().expect("buffering state");
                     match ready!(buffering.poll(cx)) {
@@ -237,7 +243,7 @@ where
                     }
                     ctx.buffering = None;
                     match ctx.start(span) {
-                        Some(future) => this.state.set(State::Calling { future }),
+                        Some(svc) => this.state.set(State::Ready { svc }),
                         None => {
                             let shared = &ctx.upstream.shared;
                             let status = if ctx.selection.refused {
@@ -255,87 +261,94 @@ where
                             return Poll::Ready(Ok(res));
                         }
                     }
+                    continue;
                 }
-                StateProj::Calling { future } => {
-                    let result = ready!(future.poll(cx));
-                    let Attempt {
-                        active,
-                        selected,
-                        started,
-                    } = ctx.current.take().expect("an attempt is under way");
-                    let now = Instant::now();
-                    let elapsed = now.saturating_duration_since(started);
-                    let peers = active.peers();
-                    match result {
-                        Ok(res) => {
-                            let status = res.status().as_u16();
-                            peers.count(active.index(), Outcome::Status(status), elapsed, now);
-                            peers.observe(active.index(), status >= 500, now);
-                            let listed = Condition::for_status(status)
-                                .filter(|&c| ctx.upstream.next.contains(c));
-                            let Some(condition) = listed else {
-                                peers.record(active.index(), false, now);
-                                this.state.set(State::Done);
-                                outcome(span, "response", res.status());
-                                return Poll::Ready(Ok(ctx.finish(res, active, selected)));
-                            };
-                            // Listed statuses count as failures, except 403 and 404 (nginx).
-                            let counts = !matches!(status, 403 | 404);
-                            peers.record(active.index(), counts, now);
-                            peers.count_listed(active.index(), now);
-                            if ctx.may_retry(condition, true) {
-                                if let Some(future) = ctx.start(span) {
-                                    tracing::debug!(peer = %selected.name(), status, "next upstream");
-                                    drop((res, active));
-                                    this.state.set(State::Calling { future });
-                                    continue;
-                                }
-                            }
-                            // No retry, or no peer left: the peer's own answer is the best.
-                            this.state.set(State::Done);
-                            outcome(span, "response", res.status());
-                            return Poll::Ready(Ok(ctx.finish(res, active, selected)));
-                        }
-                        Err(err) => {
-                            let err: BoxError = err.into();
-                            let failed = classify(&*err);
-                            let kind = match failed.condition {
-                                Condition::Timeout => FailureKind::Timeout,
-                                Condition::InvalidHeader => FailureKind::InvalidHeader,
-                                _ => FailureKind::Error,
-                            };
-                            peers.count(active.index(), Outcome::Failed(kind), elapsed, now);
-                            peers.record(active.index(), true, now);
-                            peers.observe(active.index(), true, now);
-                            drop(active);
-                            tracing::warn!(
-                                peer = %selected.name(),
-                                error = %err,
-                                condition = failed.condition.as_str(),
-                                "upstream attempt failed"
-                            );
-                            if ctx.may_retry(failed.condition, failed.sent) {
-                                if let Some(future) = ctx.start(span) {
-                                    this.state.set(State::Calling { future });
-                                    continue;
-                                }
-                            }
-                            let status = if failed.condition == Condition::Timeout {
-                                StatusCode::GATEWAY_TIMEOUT
-                            } else {
-                                StatusCode::BAD_GATEWAY
-                            };
-                            outcome(span, "failed", status);
-                            let mut res = synthetic(&ctx.upstream, status);
-                            ctx.decide(res.extensions_mut());
-                            ctx.close_if_unread(&mut res);
-                            res.extensions_mut().insert(selected);
-                            this.state.set(State::Done);
-                            return Poll::Ready(Ok(res));
+                StateProj::Ready { svc } => match ready!(svc.poll_ready(cx)) {
+                    Ok(()) => {
+                        let future = svc.call(ctx.request());
+                        this.state.set(State::Calling { future });
+                        continue;
+                    }
+                    Err(err) => Err(err),
+                },
+                StateProj::Calling { future } => ready!(future.poll(cx)),
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            };
+            let Attempt {
+                active,
+                selected,
+                started,
+            } = ctx.current.take().expect("an attempt is under way");
+            let now = Instant::now();
+            let elapsed = now.saturating_duration_since(started);
+            let peers = active.peers();
+            match result {
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    peers.count(active.index(), Outcome::Status(status), elapsed, now);
+                    peers.observe(active.index(), status >= 500, now);
+                    let listed =
+                        Condition::for_status(status).filter(|&c| ctx.upstream.next.contains(c));
+                    let Some(condition) = listed else {
+                        peers.record(active.index(), false, now);
+                        this.state.set(State::Done);
+                        outcome(span, "response", res.status());
+                        return Poll::Ready(Ok(ctx.finish(res, active, selected)));
+                    };
+                    // Listed statuses count as failures, except 403 and 404 (nginx).
+                    let counts = !matches!(status, 403 | 404);
+                    peers.record(active.index(), counts, now);
+                    peers.count_listed(active.index(), now);
+                    if ctx.may_retry(condition, true) {
+                        if let Some(svc) = ctx.start(span) {
+                            tracing::debug!(peer = %selected.name(), status, "next upstream");
+                            drop((res, active));
+                            this.state.set(State::Ready { svc });
+                            continue;
                         }
                     }
+                    // No retry, or no peer left: the peer's own answer is the best.
+                    this.state.set(State::Done);
+                    outcome(span, "response", res.status());
+                    return Poll::Ready(Ok(ctx.finish(res, active, selected)));
                 }
-                StateProj::Done => panic!("ResponseFuture polled after completion"),
+                Err(err) => {
+                    let err: BoxError = err.into();
+                    let failed = classify(&*err);
+                    let kind = match failed.condition {
+                        Condition::Timeout => FailureKind::Timeout,
+                        Condition::InvalidHeader => FailureKind::InvalidHeader,
+                        _ => FailureKind::Error,
+                    };
+                    peers.count(active.index(), Outcome::Failed(kind), elapsed, now);
+                    peers.record(active.index(), true, now);
+                    peers.observe(active.index(), true, now);
+                    drop(active);
+                    tracing::warn!(
+                        peer = %selected.name(),
+                        error = %err,
+                        condition = failed.condition.as_str(),
+                        "upstream attempt failed"
+                    );
+                    if ctx.may_retry(failed.condition, failed.sent) {
+                        if let Some(svc) = ctx.start(span) {
+                            this.state.set(State::Ready { svc });
+                            continue;
+                        }
+                    }
+                    let status = if failed.condition == Condition::Timeout {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    outcome(span, "failed", status);
+                    let mut res = synthetic(&ctx.upstream, status);
+                    ctx.decide(res.extensions_mut());
+                    ctx.close_if_unread(&mut res);
+                    res.extensions_mut().insert(selected);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(res));
+                }
             }
         }
     }
