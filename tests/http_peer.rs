@@ -235,6 +235,35 @@ async fn read_timeout_on_pooled_connection_closes_it() {
     assert_eq!(backend.accepts.load(Ordering::SeqCst), 2);
 }
 
+#[tokio::test]
+async fn read_timeout_restarts_for_each_request_on_a_pooled_connection() {
+    // Each answer takes most of the read timeout; together they take more than it.
+    let backend = spawn_backend(|_req: Request<Incoming>| async move {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        Response::new(full("ok"))
+    })
+    .await;
+    let client = HttpClient::builder()
+        .read_timeout(Duration::from_millis(200))
+        .build();
+    let peer = client.peer(&backend.addr.to_string()).unwrap();
+    let start = Instant::now();
+    for _ in 0..3 {
+        let res = peer
+            .clone()
+            .oneshot(Request::get("/").body(empty()).unwrap())
+            .await
+            .expect("answered within its own read timeout");
+        assert_eq!(body_string(res).await, "ok");
+    }
+    assert!(start.elapsed() >= Duration::from_millis(360));
+    assert_eq!(
+        backend.accepts.load(Ordering::SeqCst),
+        1,
+        "one pooled connection"
+    );
+}
+
 /// A listener with a full accept queue drops new SYNs, so connecting to it hangs.
 #[cfg(target_os = "linux")]
 #[tokio::test]

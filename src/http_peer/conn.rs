@@ -11,6 +11,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Reads ask for at least this much room.
 const READ_CHUNK: usize = 8 * 1024;
@@ -22,6 +23,9 @@ pub(crate) struct Conn {
     pub(crate) rbuf: BytesMut,
     /// The request head (and small bodies) being written; kept to reuse its allocation.
     pub(crate) wbuf: Vec<u8>,
+    /// The read timeout of the request in flight, kept for the next one (see
+    /// `Exchange::poll_timer`).
+    pub(crate) timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -30,6 +34,7 @@ impl Conn {
             io,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: Vec::with_capacity(512),
+            timer: None,
         }
     }
 

@@ -13,7 +13,7 @@ use http::header::UPGRADE;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::body::PeerBody;
 use super::conn::Conn;
@@ -70,7 +70,7 @@ impl<B> ResponseFuture<B> {
                 close,
                 upgrade,
                 deadline: None,
-                sleep: None,
+                timer_set: false,
             })),
         }
     }
@@ -160,8 +160,8 @@ pin_project! {
         // The request asks to switch protocols.
         upgrade: bool,
         deadline: Option<Instant>,
-        #[pin]
-        sleep: Option<Sleep>,
+        // The connection's timer is set to `deadline`.
+        timer_set: bool,
     }
 }
 
@@ -231,6 +231,7 @@ where
         *this.reused = reused;
         *this.wpos = 0;
         *this.received = false;
+        *this.timer_set = false;
         *this.conn = Some(conn);
         *this.step = Step::Send;
         if this.deadline.is_none() {
@@ -367,18 +368,25 @@ where
 
     /// Ready when the read timeout has elapsed.
     fn poll_timer(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
-        if this.sleep.is_none() {
+        let this = self.project();
+        let conn = this.conn.as_mut().expect("connection");
+        if !*this.timer_set {
             let deadline = this.deadline.expect("started");
-            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+            // One timer per connection, moved on for each request: tokio pushes a pending
+            // timer's deadline later without a trip through its wheel, where a new timer
+            // per request would be inserted and removed each time.
+            match &mut conn.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => conn.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            *this.timer_set = true;
         }
-        this.sleep.as_pin_mut().expect("sleep").poll(cx)
+        conn.timer.as_mut().expect("set above").as_mut().poll(cx)
     }
 
     /// The response, its body reading from the connection.
     fn respond(self: Pin<&mut Self>, head: Head) -> Result<Response<PeerBody>, Error> {
         let mut this = self.project();
-        this.sleep.set(None);
         this.body.set(None);
         let mut conn = this.conn.take().expect("connection");
         if conn.wbuf.capacity() > 4 * WRITE_CHUNK {
