@@ -23,26 +23,29 @@
 //! The nginx importer's report (directives ignored or unsupported, with their lines) is
 //! printed to stderr.
 
+mod timer;
 mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::{self, TryFutureExt};
 use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceBuilder;
 use tower_upstream::config::{nginx, Gateway, GatewayConfig};
 use tower_upstream::policy::{BuildIndex, IpHash, LeastConn, Policy, Random, RoundRobin};
 use tower_upstream::proxy_headers::{ProxyHeadersLayer, UpgradeLayer};
-use tower_upstream::status_page::StatusPage;
+use tower_upstream::status_page::{self, StatusPage};
 use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{HttpClient, HttpPeer, Peer, Upstream};
 
@@ -204,18 +207,50 @@ where
             .layer(headers.clone())
             .service(upstream.clone());
         // The status page is matched before the upstream; everything else is proxied.
-        let status_page = status_page.clone();
-        let svc = tower::service_fn(move |req: Request<Incoming>| {
-            let (page, proxy) = (status_page.clone(), svc.clone());
-            async move {
-                if req.uri().path() == "/upstream-status" {
-                    Ok::<_, Infallible>(page.oneshot(req).await?.map(Either::Left))
-                } else {
-                    Ok(proxy.oneshot(req).await?.map(Either::Right))
-                }
-            }
-        });
+        let svc = WithStatusPage {
+            page: status_page.clone(),
+            proxy: svc,
+        };
         tokio::spawn(serve(stream, TowerToHyperService::new(svc)));
+    }
+}
+
+/// `/upstream-status` to the status page, everything else to `proxy`. A `Service` of its
+/// own rather than a `service_fn` closure, so a request costs one clone of the stack (hyper's)
+/// and no extra future around the proxy's.
+#[derive(Clone)]
+struct WithStatusPage<S> {
+    page: StatusPage,
+    proxy: S,
+}
+
+type PageResponse = Response<status_page::Body>;
+type Routed<B> = Response<Either<status_page::Body, B>>;
+
+impl<S, B> tower::Service<Request<Incoming>> for WithStatusPage<S>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+{
+    type Response = Routed<B>;
+    type Error = Infallible;
+    type Future = future::Either<
+        future::MapOk<status_page::ResponseFuture, fn(PageResponse) -> Routed<B>>,
+        future::MapOk<S::Future, fn(Response<B>) -> Routed<B>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.proxy.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        if req.uri().path() == "/upstream-status" {
+            let page = tower::Service::call(&mut self.page, req);
+            let left: fn(PageResponse) -> Routed<B> = |res| res.map(Either::Left);
+            future::Either::Left(page.map_ok(left))
+        } else {
+            let right: fn(Response<B>) -> Routed<B> = |res| res.map(Either::Right);
+            future::Either::Right(self.proxy.call(req).map_ok(right))
+        }
     }
 }
 
@@ -384,7 +419,7 @@ where
     // nginx's `tcp_nodelay on`: a response is never held back waiting for an ACK.
     let _ = stream.set_nodelay(true);
     let _ = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(timer::ConnTimer::default())
         .header_read_timeout(Duration::from_secs(30))
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades()
