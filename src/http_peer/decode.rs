@@ -4,7 +4,7 @@ use std::fmt;
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 
 use super::encode::{content_length, ends_chunked};
@@ -79,31 +79,43 @@ pub(crate) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or(InvalidResponse("invalid status code"))?;
-    // Header values share the head's bytes rather than being copied one by one.
+    // Header values share the head's bytes rather than being copied one by one: their
+    // places in the head, noted while `parsed` borrows it, become slices of it once frozen.
     let base = buf.as_ptr() as usize;
-    let spans: Vec<_> = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            let start = h.value.as_ptr() as usize - base;
-            (h.name, start, start + h.value.len())
-        })
-        .map(|(name, start, end)| (HeaderName::from_bytes(name.as_bytes()), start, end))
-        .collect();
+    let count = parsed.headers.len();
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+        // Offsets within the head, which is under `MAX_HEAD`: they fit.
+        let name = (h.name.as_ptr() as usize - base) as u32;
+        let value = (h.value.as_ptr() as usize - base) as u32;
+        *span = (
+            name,
+            name + h.name.len() as u32,
+            value,
+            value + h.value.len() as u32,
+        );
+    }
     let bytes: Bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for (name, start, end) in spans {
-        let name = name.map_err(|_| InvalidResponse("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(start..end))
+    let mut headers = HeaderMap::with_capacity(count);
+    let mut seen = Seen::default();
+    for &(name, name_end, value, value_end) in &spans[..count] {
+        let name = HeaderName::from_bytes(&bytes[name as usize..name_end as usize])
+            .map_err(|_| InvalidResponse("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value as usize..value_end as usize))
             .map_err(|_| InvalidResponse("invalid header value"))?;
+        seen.note(&name);
         headers.append(name, value);
     }
-    let (framing, mut keep_alive) = framing(method, status, version, &mut headers)?;
-    let close = connection_has(&headers, "close");
-    keep_alive &= match version {
-        Version::HTTP_11 => !close,
-        _ => connection_has(&headers, "keep-alive") && !close,
-    };
+    let (framing, mut keep_alive) = framing(method, status, version, &mut headers, seen)?;
+    if seen.connection {
+        let close = connection_has(&headers, "close");
+        keep_alive &= match version {
+            Version::HTTP_11 => !close,
+            _ => connection_has(&headers, "keep-alive") && !close,
+        };
+    } else {
+        keep_alive &= version == Version::HTTP_11;
+    }
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
@@ -115,11 +127,33 @@ pub(crate) fn head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, 
     }))
 }
 
+/// Which of the headers that decide framing and keep-alive a head has, noted as it is read so
+/// that a head without them is not searched for them again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    content_length: bool,
+    transfer_encoding: bool,
+    connection: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName) {
+        if *name == CONTENT_LENGTH {
+            self.content_length = true;
+        } else if *name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if *name == CONNECTION {
+            self.connection = true;
+        }
+    }
+}
+
 fn framing(
     method: &Method,
     status: StatusCode,
     version: Version,
     headers: &mut HeaderMap,
+    seen: Seen,
 ) -> Result<(Framing, bool), InvalidResponse> {
     if method == Method::HEAD
         || status.is_informational()
@@ -132,7 +166,7 @@ fn framing(
         // The connection is a tunnel now, which this client does not offer.
         return Ok((Framing::Empty, false));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if seen.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(InvalidResponse("transfer-encoding in an HTTP/1.0 response"));
         }
@@ -145,7 +179,7 @@ fn framing(
             (Framing::Close, false)
         });
     }
-    if headers.contains_key(CONTENT_LENGTH) {
+    if seen.content_length {
         return match content_length(headers) {
             Some(len) => Ok((Framing::Length(len), true)),
             None => Err(InvalidResponse("invalid content-length")),
