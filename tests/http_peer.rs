@@ -424,3 +424,81 @@ async fn empty_body_type_works() {
         .unwrap();
     assert!(body_string(res).await.contains(" /e "));
 }
+
+/// One request from a current-thread runtime of its own on this thread; its body is read.
+fn get_on_own_runtime(rt: &tokio::runtime::Runtime, peer: &HttpPeer<Full<Bytes>>) {
+    rt.block_on(async {
+        let req = Request::get("/").body(empty()).unwrap();
+        let res = timeout(Duration::from_secs(5), peer.clone().oneshot(req))
+            .await
+            .expect("answered within 5 s")
+            .unwrap();
+        assert_eq!(body_string(res).await, "ok");
+    });
+}
+
+#[test]
+fn current_thread_runtimes_do_not_share_connections() {
+    // Two workers as the gateway example runs them: a current-thread runtime per thread,
+    // one peer between them. A socket is served by the runtime that opened it, so worker B
+    // must open its own connection rather than borrow worker A's idle one.
+    let backend_rt = tokio::runtime::Runtime::new().unwrap();
+    let backend = backend_rt.block_on(spawn_backend(|_req: Request<Incoming>| async {
+        Response::new(full("ok"))
+    }));
+    let client = HttpClient::builder().build();
+    let peer = client.peer(&backend.addr.to_string()).unwrap();
+    let current = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (a_done, b_may_start) = std::sync::mpsc::channel();
+    let (b_done, a_may_go_on) = std::sync::mpsc::channel();
+    let peer_a = peer.clone();
+    let a = std::thread::spawn(move || {
+        let rt = current();
+        get_on_own_runtime(&rt, &peer_a);
+        a_done.send(()).unwrap();
+        a_may_go_on.recv().unwrap();
+        // Its own idle connection again.
+        get_on_own_runtime(&rt, &peer_a);
+    });
+    let b = std::thread::spawn(move || {
+        b_may_start.recv().unwrap();
+        let rt = current();
+        get_on_own_runtime(&rt, &peer);
+        get_on_own_runtime(&rt, &peer);
+        b_done.send(()).unwrap();
+    });
+    a.join().unwrap();
+    b.join().unwrap();
+    assert_eq!(backend.accepts.load(Ordering::SeqCst), 2, "one connection per worker");
+}
+
+#[test]
+fn a_multi_thread_runtime_shares_connections_between_its_workers() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = rt.block_on(spawn_backend(|_req: Request<Incoming>| async {
+        Response::new(full("ok"))
+    }));
+    let client = HttpClient::builder().build();
+    let peer = client.peer(&backend.addr.to_string()).unwrap();
+    // Sequential requests, each from a task that may run on either worker thread: the one
+    // idle connection serves them all.
+    for _ in 0..20 {
+        let peer = peer.clone();
+        rt.block_on(rt.spawn(async move {
+            let req = Request::get("/").body(empty()).unwrap();
+            let res = peer.oneshot(req).await.unwrap();
+            assert_eq!(body_string(res).await, "ok");
+        }))
+        .unwrap();
+    }
+    assert_eq!(backend.accepts.load(Ordering::SeqCst), 1);
+}

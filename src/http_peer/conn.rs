@@ -26,6 +26,9 @@ pub(crate) struct Conn {
     /// The read timeout of the request in flight, kept for the next one (see
     /// `Exchange::poll_timer`).
     pub(crate) timer: Option<Pin<Box<Sleep>>>,
+    /// The thread that opened the socket, whose runtime's I/O driver it is registered with
+    /// (see `Pool::checkout`).
+    pub(crate) owner: usize,
 }
 
 impl Conn {
@@ -35,6 +38,7 @@ impl Conn {
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: Vec::with_capacity(512),
             timer: None,
+            owner: super::pool::thread_slot(),
         }
     }
 

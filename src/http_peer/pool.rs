@@ -8,8 +8,10 @@
 //!
 //! Each thread has its own stack, as each nginx worker has its own `keepalive` cache: a
 //! socket is registered with the I/O driver of the runtime that opened it, so using it from
-//! another thread pays a cross-thread wake-up, and threads would contend for one lock. A
-//! thread whose stack is empty takes another thread's idle connection rather than open one.
+//! another runtime pays a cross-thread wake-up on every event, and threads would contend for
+//! one lock. On a multi-thread runtime, whose workers share one I/O driver, a thread whose
+//! stack is empty takes another thread's idle connection rather than open one; on
+//! current-thread runtimes (one per worker, like nginx's processes) it opens its own.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -53,20 +55,39 @@ impl Pool {
         lock(&self.idle[thread_slot() % self.idle.len()])
     }
 
-    /// The most recently used open connection, if any. Closed and expired ones are dropped.
+    /// The most recently used open connection this thread may use, if any. Closed and
+    /// expired ones are dropped.
     ///
-    /// This thread's stack first; when it is empty, another thread's idle connection is
-    /// better than a new one (the number of connections stays bounded by the number of
-    /// requests in flight, as with one shared pool).
+    /// One this thread opened, from its own stack, first. Then, where the runtime's workers
+    /// share one I/O driver (a multi-thread runtime), any other: better than a new one, and
+    /// the number of connections stays bounded by the requests in flight. A socket opened by
+    /// another current-thread runtime is never taken: each of its events would wake that
+    /// runtime's thread, which then wakes this one (this made 2 workers slower than 1).
     pub(crate) fn checkout(&self) -> Option<Conn> {
-        let own = thread_slot() % self.idle.len();
+        let me = thread_slot();
+        let own = me % self.idle.len();
         let others = (1..self.idle.len()).map(|i| (own + i) % self.idle.len());
+        // Asked at most once, and only when a connection opened elsewhere comes up.
+        let mut shared_driver = None;
         for slot in std::iter::once(own).chain(others) {
+            if slot != own && !*shared_driver.get_or_insert_with(runtime_shares_io_driver) {
+                // This thread's connections are all on its own stack.
+                return None;
+            }
             let mut idle = lock(&self.idle[slot]);
-            while let Some(mut idle) = idle.pop() {
-                if idle.since.elapsed() < self.config.idle_timeout && idle.conn.is_reusable() {
-                    return Some(idle.conn);
+            let mut i = idle.len();
+            while i > 0 {
+                i -= 1;
+                let entry = &mut idle[i];
+                if entry.conn.owner != me
+                    && !*shared_driver.get_or_insert_with(runtime_shares_io_driver)
+                {
+                    continue;
                 }
+                if entry.since.elapsed() < self.config.idle_timeout && entry.conn.is_reusable() {
+                    return Some(idle.remove(i).conn);
+                }
+                idle.remove(i);
             }
         }
         None
@@ -172,8 +193,15 @@ fn slots() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(64))
 }
 
+/// Whether the current runtime's threads all use one I/O driver (a multi-thread runtime), so
+/// that a socket opened on one of them is served as well on any other.
+fn runtime_shares_io_driver() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
 /// A number given to each thread the first time it uses a pool.
-fn thread_slot() -> usize {
+pub(crate) fn thread_slot() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
