@@ -4,6 +4,12 @@
 #
 #   bash bench/compare.sh            # 3 rounds of 10 s per target, 1 and 64 connections
 #   ROUNDS=5 DURATION=20s bash bench/compare.sh
+#   CONFIGS="1pin" bash bench/compare.sh
+#
+# CONFIGS lists the runs: "1" and "2" are 1 and 2 workers each for nginx and the gateway,
+# sharing all cores with wrk and the backends wherever the scheduler puts them; "1pin" is 1
+# worker each pinned to core 0, with wrk and both backends pinned to core 1, so the proxy's
+# own CPU time per request decides and the scheduler's placement does not (2 cores or more).
 #
 # Needs nginx and wrk (Debian: apt-get install nginx wrk) and python3. Installs nothing.
 set -euo pipefail
@@ -11,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
-WORKERS=${WORKERS:-"1 2"}
+CONFIGS=${CONFIGS:-"1 1pin 2"}
 CONNS=${CONNS:-"1 64"}
 IDLE=${IDLE:-10000}
 B1=127.0.0.1:19081 B2=127.0.0.1:19082 NGINX=127.0.0.1:19090 GATEWAY=127.0.0.1:19095
@@ -21,8 +27,9 @@ missing=""
 [ -x "$NGINX_BIN" ] || missing="$missing nginx"
 command -v wrk >/dev/null || missing="$missing wrk"
 command -v python3 >/dev/null || missing="$missing python3"
+command -v taskset >/dev/null || missing="$missing taskset"
 if [ -n "$missing" ]; then
-  echo "bench/compare.sh needs:$missing. On Debian: apt-get install nginx wrk python3" >&2
+  echo "bench/compare.sh needs:$missing. On Debian: apt-get install nginx wrk python3 util-linux" >&2
   exit 1
 fi
 
@@ -47,11 +54,25 @@ wait_port() {
   exit 1
 }
 
+backend_pids=()
 for b in $B1 $B2; do
   target/release/examples/bench_backend "$b" >/dev/null &
   pids+=($!)
+  backend_pids+=($!)
   wait_port "$b"
 done
+all_cpus="0-$(($(nproc) - 1))"
+
+# pin 0|1: with 1, proxies run on core 0 (`$proxy_cpu`), wrk and the backends on core 1.
+pin() {
+  local cpus=$all_cpus
+  proxy_cpu=() client_cpu=()
+  if [ "$1" = 1 ]; then
+    cpus=1 proxy_cpu=(taskset -c 0) client_cpu=(taskset -c 1)
+  fi
+  for p in "${backend_pids[@]}"; do taskset -a -pc "$cpus" "$p" >/dev/null; done
+}
+pin 0
 
 start_nginx() {
   mkdir -p "$tmp/logs"
@@ -77,12 +98,12 @@ http {
   }
 }
 CONF
-  "$NGINX_BIN" -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon on;' 2>/dev/null
+  "${proxy_cpu[@]}" "$NGINX_BIN" -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon on;' 2>/dev/null
   wait_port "$NGINX"
 }
 
 start_gateway() {
-  target/release/examples/gateway --workers "$1" --listen "$GATEWAY" \
+  "${proxy_cpu[@]}" target/release/examples/gateway --workers "$1" --listen "$GATEWAY" \
     --peer "$B1=1" --peer "$B2=1" >/dev/null &
   gateway_pid=$!
   pids+=($gateway_pid)
@@ -99,7 +120,7 @@ stop() {
 # wrk's --latency output -> "rps p50_ms p99_ms"
 measure() {
   local out
-  out=$(wrk -t1 -c"$2" -d"$DURATION" --latency "http://$1/" 2>&1)
+  out=$("${client_cpu[@]}" wrk -t1 -c"$2" -d"$DURATION" --latency "http://$1/" 2>&1)
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -121,7 +142,17 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "wrk -t1, $ROUNDS rounds of $DURATION per target, targets in alternation; medians shown"
 printf '\n%-8s %-6s %-8s %12s %9s %9s\n' workers conns target "requests/s" "p50 ms" "p99 ms"
-for w in $WORKERS; do
+for cfg in $CONFIGS; do
+  w=${cfg%pin}
+  if [ "$w" != "$cfg" ]; then
+    if [ "$w" != 1 ] || [ "$(nproc)" -lt 2 ]; then
+      echo "$cfg: pinning needs 1 worker and 2 cores or more; skipped" >&2
+      continue
+    fi
+    pin 1
+  else
+    pin 0
+  fi
   start_nginx "$w"
   start_gateway "$w"
   for c in $CONNS; do
@@ -137,10 +168,10 @@ for w in $WORKERS; do
       m_rps=$(tr ' ' '\n' <<<"${rps[$t]}" | grep . | median)
       m_p50=$(tr ' ' '\n' <<<"${p50[$t]}" | grep . | median)
       m_p99=$(tr ' ' '\n' <<<"${p99[$t]}" | grep . | median)
-      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f\n' "$w" "$c" "$t" "$m_rps" "$m_p50" "$m_p99"
+      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f\n' "$cfg" "$c" "$t" "$m_rps" "$m_p50" "$m_p99"
       eval "last_${t}_rps=$m_rps last_${t}_p99=$m_p99"
     done
-    printf '%-8s %-6s %-8s %12s %9s %9s\n' "$w" "$c" "ratio" \
+    printf '%-8s %-6s %-8s %12s %9s %9s\n' "$cfg" "$c" "ratio" \
       "$(awk -v g="$last_gateway_rps" -v n="$last_nginx_rps" 'BEGIN {printf "%.2fx", g / n}')" "" \
       "$(awk -v g="$last_gateway_p99" -v n="$last_nginx_p99" 'BEGIN {printf "%.2fx", g / n}')"
     unset rps p50 p99
@@ -149,6 +180,7 @@ for w in $WORKERS; do
 done
 
 # Memory: the gateway holding many idle client connections.
+pin 0
 start_gateway 1
 rss() { awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status"; }
 before=$(rss)
