@@ -474,7 +474,11 @@ fn current_thread_runtimes_do_not_share_connections() {
     });
     a.join().unwrap();
     b.join().unwrap();
-    assert_eq!(backend.accepts.load(Ordering::SeqCst), 2, "one connection per worker");
+    assert_eq!(
+        backend.accepts.load(Ordering::SeqCst),
+        2,
+        "one connection per worker"
+    );
 }
 
 #[test]
