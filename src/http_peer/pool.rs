@@ -67,7 +67,8 @@ impl Pool {
         let me = thread_slot();
         let own = me % self.idle.len();
         let others = (1..self.idle.len()).map(|i| (own + i) % self.idle.len());
-        // Asked at most once, and only when a connection opened elsewhere comes up.
+        // Asked at most once: when a connection opened elsewhere comes up, or before other
+        // threads' stacks are searched.
         let mut shared_driver = None;
         for slot in std::iter::once(own).chain(others) {
             if slot != own && !*shared_driver.get_or_insert_with(runtime_shares_io_driver) {
