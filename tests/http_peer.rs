@@ -210,6 +210,12 @@ async fn silent_backend_hits_read_timeout() {
     assert_eq!(err.to_string(), "upstream timed out (read)");
 }
 
+/// A peer on `backend` whose response heads must come within `read_timeout`.
+fn peer_with_read_timeout(backend: &Backend, read_timeout: Duration) -> HttpPeer<Full<Bytes>> {
+    let client = HttpClient::builder().read_timeout(read_timeout).build();
+    client.peer(&backend.addr.to_string()).unwrap()
+}
+
 #[tokio::test]
 async fn read_timeout_on_pooled_connection_closes_it() {
     let backend = spawn_backend(|req: Request<Incoming>| async move {
@@ -219,10 +225,7 @@ async fn read_timeout_on_pooled_connection_closes_it() {
         Response::new(full("ok"))
     })
     .await;
-    let client = HttpClient::builder()
-        .read_timeout(Duration::from_millis(200))
-        .build();
-    let peer = client.peer(&backend.addr.to_string()).unwrap();
+    let peer = peer_with_read_timeout(&backend, Duration::from_millis(200));
     let get = |path: &str| Request::get(path).body(empty()).unwrap();
 
     let res = peer.clone().oneshot(get("/ok")).await.unwrap();
@@ -243,10 +246,7 @@ async fn read_timeout_restarts_for_each_request_on_a_pooled_connection() {
         Response::new(full("ok"))
     })
     .await;
-    let client = HttpClient::builder()
-        .read_timeout(Duration::from_millis(200))
-        .build();
-    let peer = client.peer(&backend.addr.to_string()).unwrap();
+    let peer = peer_with_read_timeout(&backend, Duration::from_millis(200));
     let start = Instant::now();
     for _ in 0..3 {
         let res = peer
