@@ -11,6 +11,11 @@
 # worker each pinned to core 0, with wrk and both backends pinned to core 1, so the proxy's
 # own CPU time per request decides and the scheduler's placement does not (2 cores or more).
 #
+# Each row gives requests/s, p50 and p99 latency, and the CPU time (user + system) the target
+# spent per request: the backend, nginx's worker processes or the gateway. That last figure
+# moves less between runs than requests/s does, which depend on where the scheduler puts
+# everything.
+#
 # Needs nginx and wrk (Debian: apt-get install nginx wrk) and python3. Installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,15 +122,39 @@ stop() {
   sleep 0.5
 }
 
-# wrk's --latency output -> "rps p50_ms p99_ms"
+# CPU time (user + system, in clock ticks) the processes given have used so far.
+cpu_ticks() {
+  local p
+  # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
+  for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'; done |
+    awk '{s += $1} END {print s + 0}'
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# The processes that serve target $1: the backend, nginx's workers or the gateway.
+target_pids() {
+  case $1 in
+    direct) echo "${backend_pids[0]}" ;;
+    nginx) pgrep -P "$(cat "$tmp/nginx.pid")" ;;
+    gateway) echo "$gateway_pid" ;;
+  esac
+}
+
+# wrk's --latency output for target $1 at address $2 and $3 connections ->
+# "rps p50_ms p99_ms cpu_us_per_request"
 measure() {
-  local out
-  out=$("${client_cpu[@]}" wrk -t1 -c"$2" -d"$DURATION" --latency "http://$1/" 2>&1)
-  local rps p50 p99
+  local out serving t0 t1
+  mapfile -t serving < <(target_pids "$1")
+  t0=$(cpu_ticks "${serving[@]}")
+  out=$("${client_cpu[@]}" wrk -t1 -c"$3" -d"$DURATION" --latency "http://$2/" 2>&1)
+  t1=$(cpu_ticks "${serving[@]}")
+  local rps p50 p99 n cpu
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu=$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu"
 }
 
 to_ms() {
@@ -141,7 +170,9 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "wrk -t1, $ROUNDS rounds of $DURATION per target, targets in alternation; medians shown"
-printf '\n%-8s %-6s %-8s %12s %9s %9s\n' workers conns target "requests/s" "p50 ms" "p99 ms"
+echo "cpu: the target's user + system CPU time per request (backend, nginx's workers, gateway)"
+printf '\n%-8s %-6s %-8s %12s %9s %9s %9s\n' workers conns target "requests/s" "p50 ms" "p99 ms" \
+  "cpu us"
 for cfg in $CONFIGS; do
   w=${cfg%pin}
   if [ "$w" != "$cfg" ]; then
@@ -156,25 +187,28 @@ for cfg in $CONFIGS; do
   start_nginx "$w"
   start_gateway "$w"
   for c in $CONNS; do
-    declare -A rps=() p50=() p99=()
+    declare -A rps=() p50=() p99=() cpu=()
     for r in $(seq "$ROUNDS"); do
       for t in direct nginx gateway; do
         case $t in direct) addr=$B1 ;; nginx) addr=$NGINX ;; gateway) addr=$GATEWAY ;; esac
-        read -r a b cc < <(measure "$addr" "$c")
-        rps[$t]+="$a "; p50[$t]+="$b "; p99[$t]+="$cc "
+        read -r a b cc u < <(measure "$t" "$addr" "$c")
+        rps[$t]+="$a "; p50[$t]+="$b "; p99[$t]+="$cc "; cpu[$t]+="$u "
       done
     done
     for t in direct nginx gateway; do
       m_rps=$(tr ' ' '\n' <<<"${rps[$t]}" | grep . | median)
       m_p50=$(tr ' ' '\n' <<<"${p50[$t]}" | grep . | median)
       m_p99=$(tr ' ' '\n' <<<"${p99[$t]}" | grep . | median)
-      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f\n' "$cfg" "$c" "$t" "$m_rps" "$m_p50" "$m_p99"
-      eval "last_${t}_rps=$m_rps last_${t}_p99=$m_p99"
+      m_cpu=$(tr ' ' '\n' <<<"${cpu[$t]}" | grep . | median)
+      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f %9.1f\n' "$cfg" "$c" "$t" "$m_rps" "$m_p50" \
+        "$m_p99" "$m_cpu"
+      eval "last_${t}_rps=$m_rps last_${t}_p99=$m_p99 last_${t}_cpu=$m_cpu"
     done
-    printf '%-8s %-6s %-8s %12s %9s %9s\n' "$cfg" "$c" "ratio" \
+    printf '%-8s %-6s %-8s %12s %9s %9s %9s\n' "$cfg" "$c" "ratio" \
       "$(awk -v g="$last_gateway_rps" -v n="$last_nginx_rps" 'BEGIN {printf "%.2fx", g / n}')" "" \
-      "$(awk -v g="$last_gateway_p99" -v n="$last_nginx_p99" 'BEGIN {printf "%.2fx", g / n}')"
-    unset rps p50 p99
+      "$(awk -v g="$last_gateway_p99" -v n="$last_nginx_p99" 'BEGIN {printf "%.2fx", g / n}')" \
+      "$(awk -v g="$last_gateway_cpu" -v n="$last_nginx_cpu" 'BEGIN {printf "%.2fx", g / n}')"
+    unset rps p50 p99 cpu
   done
   stop
 done
