@@ -77,15 +77,24 @@ pub(crate) fn ends_chunked(headers: &HeaderMap) -> bool {
 
 /// The `Content-Length`, if every value is the same valid number.
 pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut len = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_u64(part.trim_ascii())?;
-            if len.is_some_and(|l| l != n) {
-                return None;
-            }
-            len = Some(n);
+    headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .try_fold(None, |len, value| {
+            add_content_length(len, value.as_bytes()).map(Some)
+        })?
+}
+
+/// Folds one `Content-Length` field value (a comma-separated list) into the length read from
+/// the values before it (`None` for the first): `None` when it is not a number or differs.
+pub(crate) fn add_content_length(len: Option<u64>, value: &[u8]) -> Option<u64> {
+    let mut len = len;
+    for part in value.split(|&b| b == b',') {
+        let n = parse_u64(part.trim_ascii())?;
+        if len.is_some_and(|l| l != n) {
+            return None;
         }
+        len = Some(n);
     }
     len
 }
