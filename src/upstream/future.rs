@@ -64,7 +64,9 @@ where
     selection: Selection<P::Key>,
     attempts: u32,
     max_attempts: Option<u32>,
-    started: Instant,
+    /// When the first attempt began, once the body was read: where nginx starts
+    /// `proxy_next_upstream_timeout` (`peer.start_time`).
+    started: Option<Instant>,
     current: Option<Attempt>,
 }
 
@@ -125,7 +127,7 @@ where
                 selection: Selection::new(key, sticky),
                 attempts: 0,
                 max_attempts: None,
-                started: Instant::now(),
+                started: None,
                 current: None,
                 members,
                 upstream,
@@ -154,6 +156,7 @@ where
             backup: self.selection.last_backup,
         };
         self.attempts += 1;
+        self.started.get_or_insert(now);
         if !span.is_disabled() {
             let source = self.selection.sticky.source;
             let source = source.or_else(|| shared.policy.affinity_source());
@@ -202,7 +205,8 @@ where
         }
         if next
             .timeout_value()
-            .is_some_and(|t| self.started.elapsed() >= t)
+            .zip(self.started)
+            .is_some_and(|(t, started)| started.elapsed() >= t)
         {
             return false;
         }
