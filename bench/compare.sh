@@ -12,9 +12,10 @@
 # own CPU time per request decides and the scheduler's placement does not (2 cores or more).
 #
 # Each row gives requests/s, p50 and p99 latency, and the CPU time (user + system) the target
-# spent per request: the backend, nginx's worker processes or the gateway. That last figure
-# moves less between runs than requests/s does, which depend on where the scheduler puts
-# everything.
+# spent per request: the backend, nginx's worker processes or the gateway. That figure moves
+# less between runs than requests/s does, which depend on where the scheduler puts
+# everything. The last column shows that part: the time per request the target was ready to
+# run but waited for a core (preempted, mostly by a backend it had just woken).
 #
 # Needs nginx and wrk (Debian: apt-get install nginx wrk) and python3. Installs nothing.
 set -euo pipefail
@@ -131,6 +132,13 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# Nanoseconds the processes given have spent runnable but waiting for a core, so far
+# (second field of each thread's /proc/PID/task/TID/schedstat).
+wait_ns() {
+  local p
+  for p in "$@"; do cat /proc/"$p"/task/*/schedstat; done | awk '{s += $2} END {printf "%.0f", s}'
+}
+
 # The processes that serve target $1: the backend, nginx's workers or the gateway.
 target_pids() {
   case $1 in
@@ -141,20 +149,23 @@ target_pids() {
 }
 
 # wrk's --latency output for target $1 at address $2 and $3 connections ->
-# "rps p50_ms p99_ms cpu_us_per_request"
+# "rps p50_ms p99_ms cpu_us_per_request wait_us_per_request"
 measure() {
-  local out serving t0 t1
+  local out serving t0 t1 w0 w1
   mapfile -t serving < <(target_pids "$1")
   t0=$(cpu_ticks "${serving[@]}")
+  w0=$(wait_ns "${serving[@]}")
   out=$("${client_cpu[@]}" wrk -t1 -c"$3" -d"$DURATION" --latency "http://$2/" 2>&1)
   t1=$(cpu_ticks "${serving[@]}")
-  local rps p50 p99 n cpu
+  w1=$(wait_ns "${serving[@]}")
+  local rps p50 p99 n cpu wait
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   cpu=$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu"
+  wait=$(awk -v d=$((w1 - w0)) -v n="$n" 'BEGIN {printf "%.1f", d / 1e3 / n}')
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu $wait"
 }
 
 to_ms() {
@@ -171,8 +182,9 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "wrk -t1, $ROUNDS rounds of $DURATION per target, targets in alternation; medians shown"
 echo "cpu: the target's user + system CPU time per request (backend, nginx's workers, gateway)"
-printf '\n%-8s %-6s %-8s %12s %9s %9s %9s\n' workers conns target "requests/s" "p50 ms" "p99 ms" \
-  "cpu us"
+echo "wait: the time per request the target was runnable but waiting for a core"
+printf '\n%-8s %-6s %-8s %12s %9s %9s %9s %9s\n' workers conns target "requests/s" "p50 ms" "p99 ms" \
+  "cpu us" "wait us"
 for cfg in $CONFIGS; do
   w=${cfg%pin}
   if [ "$w" != "$cfg" ]; then
@@ -187,12 +199,12 @@ for cfg in $CONFIGS; do
   start_nginx "$w"
   start_gateway "$w"
   for c in $CONNS; do
-    declare -A rps=() p50=() p99=() cpu=()
+    declare -A rps=() p50=() p99=() cpu=() wait=()
     for r in $(seq "$ROUNDS"); do
       for t in direct nginx gateway; do
         case $t in direct) addr=$B1 ;; nginx) addr=$NGINX ;; gateway) addr=$GATEWAY ;; esac
-        read -r a b cc u < <(measure "$t" "$addr" "$c")
-        rps[$t]+="$a "; p50[$t]+="$b "; p99[$t]+="$cc "; cpu[$t]+="$u "
+        read -r a b cc u v < <(measure "$t" "$addr" "$c")
+        rps[$t]+="$a "; p50[$t]+="$b "; p99[$t]+="$cc "; cpu[$t]+="$u "; wait[$t]+="$v "
       done
     done
     for t in direct nginx gateway; do
@@ -200,15 +212,16 @@ for cfg in $CONFIGS; do
       m_p50=$(tr ' ' '\n' <<<"${p50[$t]}" | grep . | median)
       m_p99=$(tr ' ' '\n' <<<"${p99[$t]}" | grep . | median)
       m_cpu=$(tr ' ' '\n' <<<"${cpu[$t]}" | grep . | median)
-      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f %9.1f\n' "$cfg" "$c" "$t" "$m_rps" "$m_p50" \
-        "$m_p99" "$m_cpu"
+      m_wait=$(tr ' ' '\n' <<<"${wait[$t]}" | grep . | median)
+      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f %9.1f %9.1f\n' "$cfg" "$c" "$t" "$m_rps" "$m_p50" \
+        "$m_p99" "$m_cpu" "$m_wait"
       eval "last_${t}_rps=$m_rps last_${t}_p99=$m_p99 last_${t}_cpu=$m_cpu"
     done
     printf '%-8s %-6s %-8s %12s %9s %9s %9s\n' "$cfg" "$c" "ratio" \
       "$(awk -v g="$last_gateway_rps" -v n="$last_nginx_rps" 'BEGIN {printf "%.2fx", g / n}')" "" \
       "$(awk -v g="$last_gateway_p99" -v n="$last_nginx_p99" 'BEGIN {printf "%.2fx", g / n}')" \
       "$(awk -v g="$last_gateway_cpu" -v n="$last_nginx_cpu" 'BEGIN {printf "%.2fx", g / n}')"
-    unset rps p50 p99 cpu
+    unset rps p50 p99 cpu wait
   done
   stop
 done
