@@ -17,6 +17,12 @@
 # everything. The last column shows that part: the time per request the target was ready to
 # run but waited for a core (preempted, mostly by a backend it had just woken).
 #
+# Both proxies run in a session of their own: nginx's daemon calls setsid(), and the gateway
+# is started with setsid. With autogroup scheduling on (/proc/sys/kernel/sched_autogroup_enabled),
+# Linux shares CPU time between sessions first and then between the processes of each session.
+# A gateway left in this script's session would compete with wrk and both backends as one of
+# four equals, while nginx competes as a group of its own against the three of them.
+#
 # Needs nginx and wrk (Debian: apt-get install nginx wrk) and python3. Installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,7 +115,8 @@ CONF
 }
 
 start_gateway() {
-  "${proxy_cpu[@]}" target/release/examples/gateway --workers "$1" --listen "$GATEWAY" \
+  # In a session of its own, as nginx's daemon is (see the note at the top).
+  setsid "${proxy_cpu[@]}" target/release/examples/gateway --workers "$1" --listen "$GATEWAY" \
     --peer "$B1=1" --peer "$B2=1" >/dev/null &
   gateway_pid=$!
   pids+=($gateway_pid)
