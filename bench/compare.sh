@@ -40,6 +40,7 @@ missing=""
 command -v wrk >/dev/null || missing="$missing wrk"
 command -v python3 >/dev/null || missing="$missing python3"
 command -v taskset >/dev/null || missing="$missing taskset"
+command -v setsid >/dev/null || missing="$missing setsid"
 if [ -n "$missing" ]; then
   echo "bench/compare.sh needs:$missing. On Debian: apt-get install nginx wrk python3 util-linux" >&2
   exit 1
