@@ -582,6 +582,15 @@ mod tests {
         assert_eq!(host_of("."), "fallback");
         assert_eq!(host_of("a/b"), "fallback");
         assert_eq!(host_of("a b"), "fallback");
+        // Each byte in the middle of a host: refused, the start of the port, or kept.
+        for b in 0..=255u8 {
+            let expected = match b {
+                0..=0x20 | 0x7f | b'/' => None,
+                b':' => Some(1),
+                _ => Some(3),
+            };
+            assert_eq!(host_len(&[b'a', b, b'b']), expected, "byte {b:#x}");
+        }
         // The request line's host wins over the header.
         let p = parts("http://Line.Example:81/x", &[("host", "header.example")]);
         assert_eq!(host(&p, b""), b"line.example");
