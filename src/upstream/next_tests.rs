@@ -472,3 +472,89 @@ async fn stats_count_responses_and_failures() {
     assert_eq!((spare.backup, spare.requests), (true, 0));
     assert_eq!(stats.name, "upstream");
 }
+
+/// A request extension that counts its copies.
+#[derive(Default)]
+struct Copies(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Clone for Copies {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl Copies {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Sends a GET with a `Copies` extension and an `x-id` header; the status and how many times
+/// the head was copied.
+async fn copies(u: &Upstream<Svc>) -> (u16, usize) {
+    let copies = Copies::default();
+    let mut req = Request::builder()
+        .header("x-id", "7")
+        .body(String::new())
+        .unwrap();
+    req.extensions_mut().insert(Copies(Arc::clone(&copies.0)));
+    let res = u.clone().oneshot(req).await.unwrap();
+    (res.status().as_u16(), copies.count())
+}
+
+/// A peer that answers 200 if the head reached it whole (the header and the extension),
+/// else 500; `fail` refuses the connection first.
+fn checking_peer(name: &'static str, fail: bool) -> Peer<Svc> {
+    let svc = service_fn(move |req: Request<ReplayBody<String>>| async move {
+        if fail {
+            let e = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            return Err::<Response<String>, BoxError>(e.into());
+        }
+        let whole = req.headers()["x-id"] == "7" && req.extensions().get::<Copies>().is_some();
+        let mut res = Response::new(name.to_owned());
+        *res.status_mut() = if whole {
+            StatusCode::OK
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Ok(res)
+    });
+    Peer::new(name, Svc::new(svc))
+}
+
+#[tokio::test]
+async fn head_is_copied_only_while_another_attempt_may_follow() {
+    // One peer: no attempt can follow, so the head itself is sent.
+    let one = Upstream::builder()
+        .peer(checking_peer("a", false))
+        .build()
+        .unwrap();
+    assert_eq!(copies(&one).await, (200, 0));
+    // `proxy_next_upstream off`, or `tries 1`: the same with two peers.
+    for next in [NextUpstream::off(), NextUpstream::new().tries(1)] {
+        let u = Upstream::builder()
+            .peers([checking_peer("a", false), checking_peer("b", false)])
+            .next_upstream(next)
+            .build()
+            .unwrap();
+        assert_eq!(copies(&u).await, (200, 0));
+    }
+    // Two peers: the first attempt sends a copy, and the retry after a failure the head
+    // itself, whole.
+    let two = Upstream::builder()
+        .peers([checking_peer("a", true), checking_peer("b", false)])
+        .build()
+        .unwrap();
+    assert_eq!(copies(&two).await, (200, 1));
+    // Three peers, the first failing: copies for the first two attempts only.
+    let three = Upstream::builder()
+        .peers([
+            checking_peer("a", true),
+            checking_peer("b", false),
+            checking_peer("c", false),
+        ])
+        .build()
+        .unwrap();
+    assert_eq!(copies(&three).await, (200, 2));
+}
