@@ -1,31 +1,47 @@
 //! Runs `examples/gateway/` as a user would (its embedded default: two demo backends) and
 //! checks what the README promises: two requests show both backends, with the seed's
-//! `Host $host` and `X-Real-IP $remote_addr` headers.
+//! `Host $host` and `X-Real-IP $remote_addr` headers; and that large bodies pass through it
+//! whole.
 
+use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 
 mod support;
 
 use support::example::{gateway_binary, Kill};
 
-#[tokio::test]
-async fn gateway_example_serves_both_demo_backends() {
-    let mut child = Command::new(gateway_binary(&[]))
+/// Starts the gateway example with `args`; its address, and the guard that stops it.
+fn start(args: &[&str]) -> (SocketAddr, Kill) {
+    let mut child: Child = Command::new(gateway_binary(&[]))
         .args(["--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the gateway example");
     let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
+    let guard = Kill(child);
     let mut lines = BufReader::new(stdout).lines();
-    let addr: SocketAddr = loop {
+    let addr = loop {
         let line = lines.next().expect("gateway printed its address").unwrap();
         if let Some(rest) = line.strip_prefix("gateway listening on http://") {
             break rest.parse().unwrap();
         }
     };
+    // The gateway logs to stdout: keep reading, or its next line would hit a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (addr, guard)
+}
+
+#[tokio::test]
+async fn gateway_example_serves_both_demo_backends() {
+    let (addr, _guard) = start(&[]);
     let (s1, _, first) = support::get(addr, "/index.jsp").await;
     let (s2, _, second) = support::get(addr, "/index.jsp").await;
     assert_eq!((s1, s2), (200, 200));
@@ -37,5 +53,40 @@ async fn gateway_example_serves_both_demo_backends() {
             body.contains("X-Real-IP: 127.0.0.1"),
             "X-Real-IP $remote_addr: {body}"
         );
+    }
+}
+
+/// 3 MiB that differ from one 64 KiB frame to the next.
+fn large_body() -> Vec<Bytes> {
+    (0..48u8)
+        .map(|i| Bytes::from(vec![b'a' + i % 26; 64 * 1024]))
+        .collect()
+}
+
+#[tokio::test]
+async fn large_bodies_pass_through_whole() {
+    // `/length`: one `Content-Length` body; `/chunked`: frame by frame.
+    let backend = support::serve(tower::service_fn(|req: Request<Incoming>| async move {
+        let frames = large_body();
+        let body = if req.uri().path() == "/length" {
+            Either::Left(Full::new(frames.concat().into()))
+        } else {
+            let frames = frames
+                .into_iter()
+                .map(|f| Ok::<_, Infallible>(Frame::data(f)));
+            Either::Right(StreamBody::new(futures_util::stream::iter(frames)))
+        };
+        Ok::<_, Infallible>(Response::new(body))
+    }))
+    .await;
+    let (addr, _guard) = start(&["--peer", &format!("{backend}=1")]);
+    let expected = large_body().concat();
+    // One connection, kept alive: each response ends where the next begins.
+    let mut conn = support::Conn::open("127.0.0.1".parse().unwrap(), addr).await;
+    for path in ["/length", "/chunked", "/length", "/chunked"] {
+        let (status, _, body) = conn.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(body.len(), expected.len(), "{path}");
+        assert!(body.as_bytes() == expected, "{path}: body differs");
     }
 }
