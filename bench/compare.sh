@@ -131,12 +131,13 @@ stop() {
   sleep 0.5
 }
 
-# CPU time (user + system, in clock ticks) the processes given have used so far.
+# CPU time the processes given have used so far, in clock ticks: "user+system user".
 cpu_ticks() {
   local p
-  # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
-  for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'; done |
-    awk '{s += $1} END {print s + 0}'
+  # Fields 14 (user) and 15 (system) of /proc/PID/stat, counted after the ")" that ends
+  # the command name.
+  for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13, $12}'; done |
+    awk '{s += $1; u += $2} END {print s + 0, u + 0}'
 }
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -157,23 +158,24 @@ target_pids() {
 }
 
 # wrk's --latency output for target $1 at address $2 and $3 connections ->
-# "rps p50_ms p99_ms cpu_us_per_request wait_us_per_request"
+# "rps p50_ms p99_ms cpu_us_per_request user_us_per_request wait_us_per_request"
 measure() {
-  local out serving t0 t1 w0 w1
+  local out serving t0 t1 u0 u1 w0 w1
   mapfile -t serving < <(target_pids "$1")
-  t0=$(cpu_ticks "${serving[@]}")
+  read -r t0 u0 < <(cpu_ticks "${serving[@]}")
   w0=$(wait_ns "${serving[@]}")
   out=$("${client_cpu[@]}" wrk -t1 -c"$3" -d"$DURATION" --latency "http://$2/" 2>&1)
-  t1=$(cpu_ticks "${serving[@]}")
+  read -r t1 u1 < <(cpu_ticks "${serving[@]}")
   w1=$(wait_ns "${serving[@]}")
-  local rps p50 p99 n cpu wait
+  local rps p50 p99 n cpu user wait
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   cpu=$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
+  user=$(awk -v d=$((u1 - u0)) -v n="$n" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
   wait=$(awk -v d=$((w1 - w0)) -v n="$n" 'BEGIN {printf "%.1f", d / 1e3 / n}')
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu $wait"
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu $user $wait"
 }
 
 to_ms() {
@@ -186,13 +188,15 @@ to_ms() {
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ratio() { awk -v g="$1" -v n="$2" 'BEGIN {printf "%.2fx", g / n}'; }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "wrk -t1, $ROUNDS rounds of $DURATION per target, targets in alternation; medians shown"
 echo "cpu: the target's user + system CPU time per request (backend, nginx's workers, gateway)"
+echo "user: the part of it spent in user space, the proxy's own code"
 echo "wait: the time per request the target was runnable but waiting for a core"
-printf '\n%-8s %-6s %-8s %12s %9s %9s %9s %9s\n' workers conns target "requests/s" "p50 ms" "p99 ms" \
-  "cpu us" "wait us"
+printf '\n%-8s %-6s %-8s %12s %9s %9s %9s %9s %9s\n' workers conns target "requests/s" "p50 ms" \
+  "p99 ms" "cpu us" "user us" "wait us"
 for cfg in $CONFIGS; do
   w=${cfg%pin}
   if [ "$w" != "$cfg" ]; then
@@ -207,12 +211,13 @@ for cfg in $CONFIGS; do
   start_nginx "$w"
   start_gateway "$w"
   for c in $CONNS; do
-    declare -A rps=() p50=() p99=() cpu=() wait=()
+    declare -A rps=() p50=() p99=() cpu=() user=() wait=()
     for r in $(seq "$ROUNDS"); do
       for t in direct nginx gateway; do
         case $t in direct) addr=$B1 ;; nginx) addr=$NGINX ;; gateway) addr=$GATEWAY ;; esac
-        read -r a b cc u v < <(measure "$t" "$addr" "$c")
-        rps[$t]+="$a "; p50[$t]+="$b "; p99[$t]+="$cc "; cpu[$t]+="$u "; wait[$t]+="$v "
+        read -r a b cc u us v < <(measure "$t" "$addr" "$c")
+        rps[$t]+="$a "; p50[$t]+="$b "; p99[$t]+="$cc "; cpu[$t]+="$u "; user[$t]+="$us "
+        wait[$t]+="$v "
       done
     done
     for t in direct nginx gateway; do
@@ -220,16 +225,18 @@ for cfg in $CONFIGS; do
       m_p50=$(tr ' ' '\n' <<<"${p50[$t]}" | grep . | median)
       m_p99=$(tr ' ' '\n' <<<"${p99[$t]}" | grep . | median)
       m_cpu=$(tr ' ' '\n' <<<"${cpu[$t]}" | grep . | median)
+      m_user=$(tr ' ' '\n' <<<"${user[$t]}" | grep . | median)
       m_wait=$(tr ' ' '\n' <<<"${wait[$t]}" | grep . | median)
-      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f %9.1f %9.1f\n' "$cfg" "$c" "$t" "$m_rps" "$m_p50" \
-        "$m_p99" "$m_cpu" "$m_wait"
-      eval "last_${t}_rps=$m_rps last_${t}_p99=$m_p99 last_${t}_cpu=$m_cpu"
+      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f %9.1f %9.1f %9.1f\n' "$cfg" "$c" "$t" "$m_rps" \
+        "$m_p50" "$m_p99" "$m_cpu" "$m_user" "$m_wait"
+      eval "last_${t}_rps=$m_rps last_${t}_p99=$m_p99 last_${t}_cpu=$m_cpu last_${t}_user=$m_user"
     done
-    printf '%-8s %-6s %-8s %12s %9s %9s %9s\n' "$cfg" "$c" "ratio" \
-      "$(awk -v g="$last_gateway_rps" -v n="$last_nginx_rps" 'BEGIN {printf "%.2fx", g / n}')" "" \
-      "$(awk -v g="$last_gateway_p99" -v n="$last_nginx_p99" 'BEGIN {printf "%.2fx", g / n}')" \
-      "$(awk -v g="$last_gateway_cpu" -v n="$last_nginx_cpu" 'BEGIN {printf "%.2fx", g / n}')"
-    unset rps p50 p99 cpu wait
+    printf '%-8s %-6s %-8s %12s %9s %9s %9s %9s\n' "$cfg" "$c" "ratio" \
+      "$(ratio "$last_gateway_rps" "$last_nginx_rps")" "" \
+      "$(ratio "$last_gateway_p99" "$last_nginx_p99")" \
+      "$(ratio "$last_gateway_cpu" "$last_nginx_cpu")" \
+      "$(ratio "$last_gateway_user" "$last_nginx_user")"
+    unset rps p50 p99 cpu user wait
   done
   stop
 done
