@@ -96,7 +96,7 @@
 //! Like axum's router, an `Upstream` is always ready: it cannot know which peer a request
 //! goes to before it sees the request, and waiting for every peer to be ready would let one
 //! slow peer hold up all the others. The chosen peer's readiness is driven inside the
-//! response future ([`tower::util::Oneshot`]). Limit concurrency per peer with
+//! response future, as [`tower::util::Oneshot`] would. Limit concurrency per peer with
 //! [`Peer::max_conns`].
 //!
 //! # Errors become responses

@@ -87,6 +87,10 @@ impl Condition {
 ///
 /// The default is nginx's: `error timeout`, no limit on tries or time, 64 KiB of body.
 ///
+/// Each attempt that another may follow gets a copy of the request's head (method, URI,
+/// headers, extensions); the last one that can be made gets the head itself. So a peer sees
+/// the same head on every attempt, and with one peer, `off` or `tries(1)` nothing is copied.
+///
 /// ```
 /// use std::time::Duration;
 /// use tower_upstream::upstream::{Condition, NextUpstream};
