@@ -187,6 +187,22 @@ async fn connection_close_is_honoured() {
 }
 
 #[tokio::test]
+async fn a_request_that_says_close_does_not_give_its_connection_back() {
+    let backend = backend(Duration::ZERO, None).await;
+    let peer = peer(&HttpClient::new(), &backend);
+    for value in ["close", "keep-alive, Close"] {
+        let mut req = get("/");
+        req.headers_mut()
+            .insert("connection", value.parse().unwrap());
+        read_all(&peer, req).await;
+    }
+    // Then two requests that keep theirs: one connection for both.
+    read_all(&peer, get("/")).await;
+    read_all(&peer, get("/")).await;
+    assert_eq!(backend.accepted(), 3);
+}
+
+#[tokio::test]
 async fn connections_closed_by_the_backend_while_idle_are_replaced() {
     let backend = backend(Duration::ZERO, Some(Duration::from_millis(20))).await;
     let peer = peer(&HttpClient::new(), &backend);
