@@ -5,9 +5,11 @@
 //! of known size gets a `Content-Length`, any other body is chunked (except for `GET`, `HEAD`
 //! and `CONNECT`, which are sent without one), and an empty body adds nothing.
 
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body::Body;
+
+use crate::proxy_headers::hop_by_hop::value_has_token;
 
 /// How the request body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,10 +22,11 @@ pub(crate) enum Framing {
     Chunked,
 }
 
-/// Chooses the framing of `req`'s body and makes its headers say so.
+/// Chooses the framing of `req`'s body and makes its headers say so, except that an empty
+/// body's `Transfer-Encoding` is left for [`head`] to skip: most requests have neither, and
+/// a look-up to remove it costs as much as writing the whole head.
 pub(crate) fn framing<B: Body>(req: &mut Request<B>) -> Framing {
     if req.body().is_end_stream() {
-        req.headers_mut().remove(TRANSFER_ENCODING);
         return Framing::Empty;
     }
     let exact = req.body().size_hint().exact();
@@ -109,21 +112,54 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Appends `METHOD target HTTP/1.1`, the headers and the blank line to `dst`.
-pub(crate) fn head<B>(req: &Request<B>, dst: &mut Vec<u8>) {
+/// What [`head`] noticed in the fields it wrote, so that nothing looks them up again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Noted {
+    /// `Connection: close`: the connection ends with this exchange.
+    pub(crate) close: bool,
+    /// An `Upgrade` field: a `101` answer is expected.
+    pub(crate) upgrade: bool,
+}
+
+/// Appends `METHOD target HTTP/1.1`, the headers and the blank line to `dst`: with
+/// [`Framing::Empty`], without `Transfer-Encoding`; without a `Host`, with `host` last (where
+/// hyper's client added it).
+pub(crate) fn head<B>(
+    req: &Request<B>,
+    framing: Framing,
+    host: &HeaderValue,
+    dst: &mut Vec<u8>,
+) -> Noted {
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     dst.reserve(32 + target.len() + req.headers().len() * 32);
     dst.extend_from_slice(req.method().as_str().as_bytes());
     dst.push(b' ');
     dst.extend_from_slice(target.as_bytes());
     dst.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut noted = Noted::default();
+    let mut has_host = false;
     for (name, value) in req.headers() {
+        if *name == HOST {
+            has_host = true;
+        } else if *name == CONNECTION {
+            noted.close |= value_has_token(value, "close");
+        } else if *name == UPGRADE {
+            noted.upgrade = true;
+        } else if *name == TRANSFER_ENCODING && framing == Framing::Empty {
+            continue;
+        }
         dst.extend_from_slice(name.as_str().as_bytes());
         dst.extend_from_slice(b": ");
         dst.extend_from_slice(value.as_bytes());
         dst.extend_from_slice(b"\r\n");
     }
+    if !has_host {
+        dst.extend_from_slice(b"host: ");
+        dst.extend_from_slice(host.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
     dst.extend_from_slice(b"\r\n");
+    noted
 }
 
 /// Appends one chunk's size line to `dst` (`1a\r\n`).
@@ -163,12 +199,20 @@ mod tests {
         let mut req = Request::post("/").body(Empty::<Bytes>::new()).unwrap();
         assert_eq!(framing(&mut req), Framing::Empty);
         assert!(req.headers().is_empty());
+        // A `Transfer-Encoding` on an empty body is not written.
         let mut req = Request::post("/")
             .header("transfer-encoding", "chunked")
             .body(Full::new(Bytes::new()))
             .unwrap();
         assert_eq!(framing(&mut req), Framing::Empty);
-        assert!(req.headers().is_empty());
+        let mut out = Vec::new();
+        head(
+            &req,
+            Framing::Empty,
+            &HeaderValue::from_static("h"),
+            &mut out,
+        );
+        assert_eq!(out, b"POST / HTTP/1.1\r\nhost: h\r\n\r\n");
     }
 
     #[test]
@@ -208,6 +252,28 @@ mod tests {
     }
 
     #[test]
+    fn head_notes_close_and_upgrade() {
+        let noted = |fields: &[(&str, &str)]| {
+            let mut req = Request::get("/");
+            for (name, value) in fields {
+                req = req.header(*name, *value);
+            }
+            let mut out = Vec::new();
+            let host = HeaderValue::from_static("h");
+            let noted = head(&req.body(()).unwrap(), Framing::Empty, &host, &mut out);
+            (noted.close, noted.upgrade)
+        };
+        assert_eq!(noted(&[]), (false, false));
+        assert_eq!(noted(&[("connection", "keep-alive, Close")]), (true, false));
+        assert_eq!(
+            noted(&[("connection", "x"), ("connection", "close")]),
+            (true, false)
+        );
+        assert_eq!(noted(&[("connection", "closed")]), (false, false));
+        assert_eq!(noted(&[("upgrade", "websocket")]), (false, true));
+    }
+
+    #[test]
     fn content_length_values() {
         let map = |vals: &[&str]| {
             let mut h = HeaderMap::new();
@@ -232,12 +298,21 @@ mod tests {
             .header("x-v", HeaderValue::from_bytes(b"caf\xe9").unwrap())
             .body(())
             .unwrap();
+        let default = HeaderValue::from_static("peer:81");
         let mut out = Vec::new();
-        head(&req, &mut out);
+        assert_eq!(
+            head(&req, Framing::Empty, &default, &mut out),
+            Noted::default()
+        );
         assert_eq!(
             out,
             b"GET /a?b=1 HTTP/1.1\r\nhost: x\r\nx-v: caf\xe9\r\n\r\n"
         );
+        // No `Host`: the peer's, last.
+        let req = Request::get("/").header("x-v", "1").body(()).unwrap();
+        let mut out = Vec::new();
+        head(&req, Framing::Empty, &default, &mut out);
+        assert_eq!(out, b"GET / HTTP/1.1\r\nx-v: 1\r\nhost: peer:81\r\n\r\n");
         let mut out = Vec::new();
         chunk_size(0x1a2b, &mut out);
         chunk_size(0, &mut out);

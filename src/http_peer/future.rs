@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Buf;
-use http::header::UPGRADE;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -23,7 +22,6 @@ use super::encode::{self, Framing};
 use super::error::Error;
 use super::pool::Pool;
 use super::upgraded::PeerUpgrade;
-use crate::proxy_headers::hop_by_hop::connection_has;
 use crate::BoxError;
 
 /// Body bytes gathered before a write: a small body goes out with its head in one write.
@@ -48,8 +46,6 @@ enum Inner<B> {
 impl<B> ResponseFuture<B> {
     pub(crate) fn new(pool: Arc<Pool>, req: Request<B>) -> Self {
         let method = req.method().clone();
-        let close = connection_has(req.headers(), "close");
-        let upgrade = req.headers().contains_key(UPGRADE);
         Self {
             inner: Inner::Running(Box::pin(Exchange {
                 pool,
@@ -67,8 +63,8 @@ impl<B> ResponseFuture<B> {
                 replayable: true,
                 received: false,
                 carry: None,
-                close,
-                upgrade,
+                close: false,
+                upgrade: false,
                 deadline: None,
                 timer_set: false,
             })),
@@ -155,9 +151,9 @@ pin_project! {
         replayable: bool,
         // Whether any byte of the response arrived.
         received: bool,
-        // The request says `Connection: close`.
+        // The request says `Connection: close` (noted as its head is written).
         close: bool,
-        // The request asks to switch protocols.
+        // The request asks to switch protocols (noted as its head is written).
         upgrade: bool,
         deadline: Option<Instant>,
         // The connection's timer is set to `deadline`.
@@ -220,7 +216,9 @@ where
         } else if let Some(mut req) = this.req.take() {
             *this.framing = encode::framing(&mut req);
             conn.wbuf.clear();
-            encode::head(&req, &mut conn.wbuf);
+            let noted = encode::head(&req, *this.framing, &this.pool.host, &mut conn.wbuf);
+            *this.close = noted.close;
+            *this.upgrade = noted.upgrade;
             let (_, body) = req.into_parts();
             if *this.framing == Framing::Empty {
                 *this.body_done = true;

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::HOST;
 use http::uri::Authority;
 use http::{Request, Response, Version};
 use http_body::Body;
@@ -84,10 +83,8 @@ where
             Ok(Some(uri)) => *req.uri_mut() = uri,
             Err(e) => return ResponseFuture::failed(Error::invalid_uri(e)),
         }
+        // A missing `Host` is written with the head (see `encode::head`).
         *req.version_mut() = Version::HTTP_11;
-        if !req.headers().contains_key(HOST) {
-            req.headers_mut().insert(HOST, self.pool.host.clone());
-        }
         ResponseFuture::new(self.pool.clone(), req)
     }
 }

@@ -1,6 +1,6 @@
 //! Hop-by-hop headers: meaningful for one connection only, never forwarded.
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Version};
 
 /// The headers that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1, plus the
@@ -95,17 +95,29 @@ pub fn remove_hop_by_hop_headers(headers: &mut HeaderMap) {
 
 /// The comma-separated tokens of every `Connection` header, trimmed, empty ones skipped.
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+    headers.get_all(header::CONNECTION).iter().flat_map(tokens)
+}
+
+/// The comma-separated tokens of one field value.
+fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
         .map(|t| t.trim_ascii())
         .filter(|t| !t.is_empty())
 }
 
 /// Whether `Connection` carries the token `token` (ASCII case-insensitive).
 pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| value_has_token(v, token))
+}
+
+/// Whether one `Connection` value carries the token `token` (ASCII case-insensitive).
+pub(crate) fn value_has_token(value: &HeaderValue, token: &str) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Whether the request asks to switch protocols: HTTP/1.1 with an `Upgrade` header and the
