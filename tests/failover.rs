@@ -314,3 +314,65 @@ async fn post_that_reached_a_dying_peer_is_not_sent_twice() {
         assert_eq!((received[0].0, &received[0].1[..]), ("dying", &payload[..]));
     }
 }
+
+/// A request extension that counts its copies.
+#[derive(Default)]
+struct Copies(Arc<AtomicUsize>);
+
+impl Clone for Copies {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(&self.0))
+    }
+}
+
+#[tokio::test]
+async fn a_failed_attempt_gives_the_head_back_for_the_next() {
+    // Echoes the request's `x-id` and body.
+    let echo = Killable::spawn(|req: Request<Incoming>| async move {
+        let id = req.headers().get("x-id").cloned();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let mut res = Response::new(Full::new(body));
+        if let Some(id) = id {
+            res.headers_mut().insert("x-id", id);
+        }
+        Ok(res)
+    })
+    .await;
+    let silent = silent_backend().await;
+    // With `error timeout` nothing is copied: each failed attempt's error gives the head
+    // back. With a status listed, a response could be passed over, and a response cannot
+    // give the head back: the two attempts another may follow get copies.
+    for (next, copies) in [("error timeout", 0), ("error timeout http_502", 2)] {
+        let client: HttpClient<ReplayBody<Full<Bytes>>> = HttpClient::builder()
+            .read_timeout(Duration::from_millis(200))
+            .build();
+        let peer =
+            |name, addr: SocketAddr| Peer::new(name, client.peer(&addr.to_string()).unwrap());
+        // Smooth round-robin takes them in this order: refused, then silent, then echo.
+        let upstream = Upstream::builder()
+            .peer(peer("refused", closed_port()))
+            .peer(peer("silent", silent))
+            .peer(peer("echo", echo.addr))
+            .next_upstream(NextUpstream::parse(next).unwrap())
+            .build()
+            .unwrap();
+        let counted = Copies::default();
+        let mut req = Request::put("/cart")
+            .header("x-id", "7")
+            .body(Full::new(Bytes::from_static(b"hello")))
+            .unwrap();
+        req.extensions_mut().insert(Copies(Arc::clone(&counted.0)));
+        let res = tower::ServiceExt::oneshot(upstream.clone(), req)
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{next}");
+        assert_eq!(res.headers()["x-id"], "7", "{next}");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello", "{next}");
+        assert_eq!(counted.0.load(Ordering::SeqCst), copies, "{next}");
+        for name in ["refused", "silent"] {
+            assert_eq!(upstream.peer(name).unwrap().fails(), 1, "{next}: {name}");
+        }
+    }
+}

@@ -230,8 +230,9 @@ async fn read_timeout_on_pooled_connection_closes_it() {
 
     let res = peer.clone().oneshot(get("/ok")).await.unwrap();
     assert_eq!(body_string(res).await, "ok");
-    let err = peer.clone().oneshot(get("/hang")).await.unwrap_err();
+    let mut err = peer.clone().oneshot(get("/hang")).await.unwrap_err();
     assert!(err.is_timeout() && !err.is_connect(), "{err:?}");
+    assert_eq!(err.take_request_head().unwrap().uri, "/hang");
     // The timed-out connection is not handed out again.
     let res = peer.clone().oneshot(get("/ok")).await.unwrap();
     assert_eq!(body_string(res).await, "ok");

@@ -802,7 +802,12 @@ async fn assert_refused(bad: Vec<Vec<u8>>) -> usize {
         let what = String::from_utf8_lossy(bad);
         match call(&peer, get(&format!("/bad/{i}"))).await {
             Ok(res) => panic!("{what:?} accepted as {}", res.status()),
-            Err(e) => assert_request_error(&e, &what),
+            Err(mut e) => {
+                assert_request_error(&e, &what);
+                // The head comes back, for another peer.
+                let head = e.take_request_head().expect("the request's head");
+                assert_eq!(head.uri.path(), format!("/bad/{i}"), "{what}");
+            }
         }
         // The broken connection is not reused; the peer still works.
         assert_eq!(fetch(&peer, get("/ok")).await.1, "ok");

@@ -3,6 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+use http::request::Parts;
+
 use crate::BoxError;
 
 // ===== Error =====
@@ -37,6 +39,8 @@ use crate::BoxError;
 pub struct Error {
     kind: Kind,
     source: Option<BoxError>,
+    // Boxed: an error is rare, and a small `Error` keeps every poll's result small.
+    head: Option<Box<Parts>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +72,47 @@ impl Error {
         self.kind == Kind::InvalidResponse
     }
 
+    /// Takes back the head of the request that failed (method, URI, version, headers and
+    /// extensions), so that it can be sent to another peer without a copy made in advance.
+    /// It is the head as the peer sent it: a URI in absolute form became origin form, and
+    /// `Content-Length` or `Transfer-Encoding` say how the body was framed. `None` once
+    /// taken.
+    ///
+    /// [`Upstream`](crate::Upstream) takes it for its next attempt when its peers are
+    /// `HttpPeer`s, instead of copying every request's head in case the attempt fails.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use http::Request;
+    /// use tower::ServiceExt;
+    /// use tower_upstream::http_peer::HttpPeer;
+    ///
+    /// // Nothing listens on port 1 of the loopback: the connect is refused.
+    /// let peer = HttpPeer::<String>::new("127.0.0.1:1").unwrap();
+    /// let req = Request::get("/cart").header("x-id", "7").body(String::new()).unwrap();
+    /// let mut err = peer.oneshot(req).await.unwrap_err();
+    /// assert!(err.is_connect());
+    /// let head = err.take_request_head().unwrap();
+    /// assert_eq!(head.uri, "/cart");
+    /// assert_eq!(head.headers["x-id"], "7");
+    /// assert!(err.take_request_head().is_none());
+    /// # }
+    /// ```
+    pub fn take_request_head(&mut self) -> Option<Parts> {
+        self.head.take().map(|head| *head)
+    }
+
+    pub(crate) fn with_head(mut self, head: Option<Parts>) -> Self {
+        self.head = head.map(Box::new);
+        self
+    }
+
     pub(crate) fn read_timeout() -> Self {
         Self {
             kind: Kind::ReadTimeout,
             source: None,
+            head: None,
         }
     }
 
@@ -79,6 +120,7 @@ impl Error {
         Self {
             kind: Kind::InvalidUri,
             source: Some(source.into()),
+            head: None,
         }
     }
 
@@ -86,6 +128,7 @@ impl Error {
         Self {
             kind: Kind::Connect,
             source: Some(source),
+            head: None,
         }
     }
 
@@ -93,6 +136,7 @@ impl Error {
         Self {
             kind: Kind::ConnectTimeout,
             source: None,
+            head: None,
         }
     }
 
@@ -101,6 +145,7 @@ impl Error {
         Self {
             kind: Kind::ConnectTimeout,
             source: Some(source),
+            head: None,
         }
     }
 
@@ -109,6 +154,7 @@ impl Error {
         Self {
             kind: Kind::Request,
             source: Some(source.into()),
+            head: None,
         }
     }
 
@@ -117,6 +163,7 @@ impl Error {
         Self {
             kind: Kind::InvalidResponse,
             source: Some(source.into()),
+            head: None,
         }
     }
 }

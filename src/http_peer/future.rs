@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Buf;
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -51,6 +52,7 @@ impl<B> ResponseFuture<B> {
                 pool,
                 method,
                 req: Some(req),
+                head: None,
                 body: None,
                 framing: Framing::Empty,
                 sent: 0,
@@ -90,7 +92,11 @@ where
             Inner::Failed(error) => Poll::Ready(Err(error
                 .take()
                 .expect("ResponseFuture polled after completion"))),
-            Inner::Running(exchange) => exchange.as_mut().poll(cx),
+            Inner::Running(exchange) => match ready!(exchange.as_mut().poll(cx)) {
+                Ok(res) => Poll::Ready(Ok(res)),
+                // The caller may send the request elsewhere: give its head back.
+                Err(e) => Poll::Ready(Err(e.with_head(exchange.as_mut().take_head()))),
+            },
         }
     }
 }
@@ -131,6 +137,9 @@ pin_project! {
         method: Method,
         // Until the head is written into a connection's buffer.
         req: Option<Request<B>>,
+        // The head once written, kept to be given back with an error (see
+        // `Error::take_request_head`).
+        head: Option<Parts>,
         #[pin]
         body: Option<B>,
         framing: Framing,
@@ -219,7 +228,8 @@ where
             let noted = encode::head(&req, *this.framing, &this.pool.host, &mut conn.wbuf);
             *this.close = noted.close;
             *this.upgrade = noted.upgrade;
-            let (_, body) = req.into_parts();
+            let (head, body) = req.into_parts();
+            *this.head = Some(head);
             if *this.framing == Framing::Empty {
                 *this.body_done = true;
             } else {
@@ -234,6 +244,15 @@ where
         *this.step = Step::Send;
         if this.deadline.is_none() {
             *this.deadline = Some(Instant::now() + this.pool.config.read_timeout);
+        }
+    }
+
+    /// The request's head, written or not.
+    fn take_head(self: Pin<&mut Self>) -> Option<Parts> {
+        let this = self.project();
+        match this.req.take() {
+            Some(req) => Some(req.into_parts().0),
+            None => this.head.take(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::uri::Authority;
-use http::{Request, Response, Version};
+use http::{Request, Response};
 use http_body::Body;
 use tower::Service;
 
@@ -81,10 +81,12 @@ where
         match origin_form(req.uri()) {
             Ok(None) => {}
             Ok(Some(uri)) => *req.uri_mut() = uri,
-            Err(e) => return ResponseFuture::failed(Error::invalid_uri(e)),
+            Err(e) => {
+                let (head, _) = req.into_parts();
+                return ResponseFuture::failed(Error::invalid_uri(e).with_head(Some(head)));
+            }
         }
-        // A missing `Host` is written with the head (see `encode::head`).
-        *req.version_mut() = Version::HTTP_11;
+        // The head is written as HTTP/1.1, with a missing `Host` added (see `encode::head`).
         ResponseFuture::new(self.pool.clone(), req)
     }
 }

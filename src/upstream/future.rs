@@ -1,5 +1,6 @@
 //! Response future of [`Upstream`].
 
+use std::any::TypeId;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -176,14 +177,18 @@ where
     /// The request for the current attempt: a copy of its head while another attempt may
     /// follow, else the head itself. A copy (and its drop) costs about 1,200 instructions,
     /// a twentieth of a proxied request, and one peer or `proxy_next_upstream off` never
-    /// needs one.
-    fn request(&mut self) -> Request<ReplayBody<B>> {
+    /// needs one. Nor does a peer whose errors give the head back (`gives_back`), unless a
+    /// response, which cannot, may be passed over.
+    fn request(&mut self, gives_back: bool) -> Request<ReplayBody<B>> {
         let replay = self
             .replay
             .as_ref()
             .expect("body read before the first attempt");
         let body = replay.body();
-        let parts = if self.may_follow(replay) {
+        // A response cannot give the head back.
+        let comes_back = gives_back && !self.upstream.next.on_status();
+        let copy = !comes_back && self.may_follow(replay);
+        let parts = if copy {
             self.parts.clone()
         } else {
             self.parts.take()
@@ -239,7 +244,7 @@ where
 impl<S, P, B, ResBody> Future for ResponseFuture<S, P, B>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + 'static,
     P: Policy<Request<B>>,
     B: http_body::Body + Unpin,
     B::Error: Into<BoxError>,
@@ -291,7 +296,7 @@ where
                 }
                 StateProj::Ready { svc } => match ready!(svc.poll_ready(cx)) {
                     Ok(()) => {
-                        let future = svc.call(ctx.request());
+                        let future = svc.call(ctx.request(gives_head_back::<S::Error>()));
                         this.state.set(State::Calling { future });
                         continue;
                     }
@@ -339,7 +344,13 @@ where
                     return Poll::Ready(Ok(ctx.finish(res, active, selected)));
                 }
                 Err(err) => {
-                    let err: BoxError = err.into();
+                    let mut err: BoxError = err.into();
+                    if ctx.parts.is_none() {
+                        // Not copied for this attempt (see `request`): take it back.
+                        if let Some(e) = err.downcast_mut::<crate::http_peer::Error>() {
+                            ctx.parts = e.take_request_head();
+                        }
+                    }
                     let failed = classify(&*err);
                     let kind = match failed.condition {
                         Condition::Timeout => FailureKind::Timeout,
@@ -378,6 +389,13 @@ where
             }
         }
     }
+}
+
+/// Whether a peer's errors give a request's head back: [`HttpPeer`](crate::HttpPeer)'s do
+/// ([`take_request_head`](crate::http_peer::Error::take_request_head)). Known when the
+/// future is compiled, so the other peers' futures pay nothing for it.
+fn gives_head_back<E: 'static>() -> bool {
+    TypeId::of::<E>() == TypeId::of::<crate::http_peer::Error>()
 }
 
 /// The request's span: `upstream`, then `peer`, `attempt` and `affinity` (its source) for

@@ -467,7 +467,7 @@ pub(crate) struct CloseConnection;
 impl<S, P, ReqBody, ResBody> Service<Request<ReqBody>> for Upstream<S, P>
 where
     S: Service<Request<ReplayBody<ReqBody>>, Response = Response<ResBody>> + Clone,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + 'static,
     P: Policy<Request<ReqBody>>,
     ReqBody: http_body::Body + Unpin,
     ReqBody::Error: Into<BoxError>,

@@ -90,6 +90,9 @@ impl Condition {
 /// Each attempt that another may follow gets a copy of the request's head (method, URI,
 /// headers, extensions); the last one that can be made gets the head itself. So a peer sees
 /// the same head on every attempt, and with one peer, `off` or `tries(1)` nothing is copied.
+/// Nor is it with [`HttpPeer`](crate::HttpPeer)s while no response status is listed: a failed
+/// attempt's error gives the head back
+/// ([`take_request_head`](crate::http_peer::Error::take_request_head)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -225,6 +228,19 @@ impl NextUpstream {
         } else {
             self.tries
         }
+    }
+
+    /// Whether a response status is listed (`http_502`, ...): a response may then be passed
+    /// over for another attempt.
+    pub(crate) fn on_status(&self) -> bool {
+        const STATUSES: u16 = Condition::Http500.bit()
+            | Condition::Http502.bit()
+            | Condition::Http503.bit()
+            | Condition::Http504.bit()
+            | Condition::Http403.bit()
+            | Condition::Http404.bit()
+            | Condition::Http429.bit();
+        self.conditions & STATUSES != 0
     }
 
     pub(crate) fn timeout_value(&self) -> Option<Duration> {
