@@ -90,3 +90,32 @@ async fn large_bodies_pass_through_whole() {
         assert!(body.as_bytes() == expected, "{path}: body differs");
     }
 }
+
+#[tokio::test]
+async fn a_second_gateway_on_a_taken_port_does_not_start() {
+    let (addr, _first) = start(&[]);
+    let mut second = Command::new(gateway_binary(&[]))
+        .args(["--listen", &addr.to_string(), "--peer", "127.0.0.1:9"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a second gateway");
+    // `SO_REUSEPORT` alone would let it share the port and run on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second gateway started on {addr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains(&format!("listen {addr}")), "{stderr}");
+    // The first one still serves.
+    assert_eq!(support::get(addr, "/index.jsp").await.0, 200);
+}

@@ -161,7 +161,8 @@ where
         .peers(peers)
         .policy(policy)
         .build()?;
-    let listeners = workers::bind(args.listen, args.workers)?;
+    let listeners = workers::bind(args.listen, args.workers)
+        .map_err(|e| format!("listen {}: {e}", args.listen))?;
     let addr = listeners[0].local_addr()?;
     // Printed first: tests and scripts read the address from this line.
     println!("gateway listening on http://{addr}");

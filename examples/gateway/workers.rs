@@ -9,10 +9,16 @@ use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpSocket};
 
-/// Opens `n` listeners on `addr`, all bound to the same port (the first one picks it when
-/// `addr`'s port is 0), for the kernel to spread connections over.
+/// Opens `n` listeners on `addr`, all bound to the same port (picked first when `addr`'s
+/// port is 0), for the kernel to spread connections over. Fails if something listens there
+/// already.
 pub(crate) fn bind(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
-    let mut addr = addr;
+    // With `SO_REUSEPORT` alone, a second gateway on the same port would start without an
+    // error and take part of the first one's connections. A plain listener cannot share the
+    // port: bind one first, and let it go.
+    let probe = std::net::TcpListener::bind(addr)?;
+    let addr = probe.local_addr()?;
+    drop(probe);
     let mut listeners = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
         let socket = if addr.is_ipv4() {
@@ -23,9 +29,7 @@ pub(crate) fn bind(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpLi
         socket.set_reuseaddr(true)?;
         socket.set_reuseport(true)?;
         socket.bind(addr)?;
-        let listener = socket.listen(1024)?;
-        addr = listener.local_addr()?;
-        listeners.push(listener.into_std()?);
+        listeners.push(socket.listen(1024)?.into_std()?);
     }
     Ok(listeners)
 }
