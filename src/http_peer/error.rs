@@ -35,7 +35,6 @@ use crate::BoxError;
 ///
 /// [`is_connect`]: Error::is_connect
 /// [`is_timeout`]: Error::is_timeout
-#[derive(Debug)]
 pub struct Error {
     kind: Kind,
     source: Option<BoxError>,
@@ -168,6 +167,17 @@ impl Error {
     }
 }
 
+// Not derived: the request's head would be printed, its cookies and credentials with it.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .field("request_head_kept", &self.head.is_some())
+            .finish()
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
@@ -254,5 +264,21 @@ mod tests {
         assert!(!err.is_connect());
         assert_eq!(err.to_string(), "upstream timed out (read)");
         assert!(err.source().is_none());
+    }
+
+    #[test]
+    fn debug_does_not_print_the_kept_head() {
+        let req = http::Request::get("/a")
+            .header("cookie", "JSESSIONID=secret")
+            .body(())
+            .unwrap();
+        let mut err = Error::read_timeout().with_head(Some(req.into_parts().0));
+        let debug = format!("{err:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(debug.contains("request_head_kept: true"), "{debug}");
+        assert_eq!(
+            err.take_request_head().unwrap().headers["cookie"],
+            "JSESSIONID=secret"
+        );
     }
 }
