@@ -56,6 +56,22 @@ async fn gateway_example_serves_both_demo_backends() {
     }
 }
 
+/// With `--policy ip-hash` the client's address reaches the policy too: every request from
+/// 127.0.0.1 goes to the same backend (round-robin, which ip_hash uses for a request without
+/// an address, would alternate).
+#[tokio::test]
+async fn ip_hash_keeps_a_client_on_one_backend() {
+    let (addr, _guard) = start(&["--policy", "ip-hash"]);
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        let (status, _, body) = support::get(addr, "/index.jsp").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("X-Real-IP: 127.0.0.1"), "{body}");
+        served.push(body.split(' ').next().unwrap().to_owned());
+    }
+    assert!(served.iter().all(|s| *s == served[0]), "{served:?}");
+}
+
 /// 3 MiB that differ from one 64 KiB frame to the next.
 fn large_body() -> Vec<Bytes> {
     (0..48u8)

@@ -41,7 +41,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 use tower_upstream::config::{nginx, Gateway, GatewayConfig};
 use tower_upstream::policy::{BuildIndex, IpHash, LeastConn, Policy, Random, RoundRobin};
 use tower_upstream::proxy_headers::{ProxyHeadersLayer, UpgradeLayer};
@@ -176,13 +176,17 @@ where
         .set("Host", "$host")
         .set("X-Real-IP", "$remote_addr")
         .build()?;
+    // ip_hash reads the client's address from each request's extensions; `$remote_addr` has
+    // it from the connection (`with_client_addr`). The extension, a map allocated for each
+    // request, is added only where the policy reads it.
+    let addr_extension = args.policy == "ip-hash";
     let sets = listeners.into_iter().map(|l| vec![l]).collect();
     workers::run(sets, move |listeners| {
         let (upstream, status_page, headers) =
             (upstream.clone(), status_page.clone(), headers.clone());
         async move {
             let [listener] = <[TcpListener; 1]>::try_from(listeners).expect("one listener");
-            accept_proxy(listener, upstream, status_page, headers).await
+            accept_proxy(listener, upstream, status_page, headers, addr_extension).await
         }
     })
     .await?;
@@ -195,6 +199,7 @@ async fn accept_proxy<P>(
     upstream: Upstream<HttpPeer<ReplayBody<Incoming>>, P>,
     status_page: StatusPage,
     headers: ProxyHeadersLayer,
+    addr_extension: bool,
 ) -> std::io::Result<()>
 where
     P: BuildIndex + Policy<Request<Incoming>> + Send + Sync + 'static,
@@ -202,11 +207,18 @@ where
 {
     loop {
         let (stream, client) = listener.accept().await?;
+        let proxy = headers
+            .layer(upstream.clone())
+            .with_client_addr(client.ip());
         let svc = ServiceBuilder::new()
-            .map_request(with_client(client))
+            .map_request(move |mut req: Request<Incoming>| {
+                if addr_extension {
+                    req.extensions_mut().insert(client);
+                }
+                req
+            })
             .layer(UpgradeLayer::new()) // WebSocket tunnels
-            .layer(headers.clone())
-            .service(upstream.clone());
+            .service(proxy);
         // The status page is matched before the upstream; everything else is proxied.
         let svc = WithStatusPage {
             page: status_page.clone(),

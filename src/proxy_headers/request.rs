@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -13,7 +14,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::hop_by_hop::{is_hop_by_hop, is_upgrade_request, remove_hop_by_hop_headers};
-use super::template::{Ctx, Template};
+use super::template::{Ctx, IpText, Template};
 use super::upgrade::Upgrading;
 use super::value::{valid_pseudonym, valid_value, MakeHeaderValue, Source};
 use crate::policy::{ClientAddr, ConnectAddr};
@@ -285,6 +286,7 @@ impl<S> Layer<S> for ProxyHeadersLayer {
         ProxyHeaders {
             inner,
             config: Arc::clone(&self.config),
+            client: None,
         }
     }
 }
@@ -320,9 +322,65 @@ const INLINE_VALUES: usize = 16;
 pub struct ProxyHeaders<S> {
     inner: S,
     config: Arc<Config>,
+    /// The connection's client, from [`with_client_addr`](ProxyHeaders::with_client_addr).
+    client: Option<Client>,
+}
+
+/// A connection's client address and its `$remote_addr` text, made once per connection.
+#[derive(Clone, Debug)]
+struct Client {
+    ip: IpAddr,
+    text: HeaderValue,
 }
 
 impl<S> ProxyHeaders<S> {
+    /// Sets the address of the client on the connection this service serves, for a server
+    /// that makes a service per connection, as hyper's `serve_connection` is given one.
+    ///
+    /// Its requests then need no `SocketAddr` extension for `$remote_addr`,
+    /// `$proxy_add_x_forwarded_for` or `Forwarded`, and `$remote_addr`'s text is made once
+    /// for the connection rather than for each request. An address in a request's
+    /// extensions (the one [`RealIp`](super::RealIp) found, say) still comes first.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// use http::{Request, Response};
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_upstream::proxy_headers::ProxyHeadersLayer;
+    ///
+    /// # tokio_test::block_on(async {
+    /// let layer = ProxyHeadersLayer::builder()
+    ///     .set("X-Real-IP", "$remote_addr")
+    ///     .build()?;
+    /// let echo = tower::service_fn(|req: Request<()>| async move {
+    ///     Ok::<_, Infallible>(Response::new(req.headers()["x-real-ip"].clone()))
+    /// });
+    /// // One service per connection, from 192.0.2.7.
+    /// let mut svc = layer
+    ///     .layer(echo)
+    ///     .with_client_addr(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)));
+    ///
+    /// let res = svc.ready().await?.call(Request::new(())).await?;
+    /// assert_eq!(res.body(), "192.0.2.7");
+    ///
+    /// // A request's own address, as RealIp puts it there, comes first.
+    /// let mut req = Request::new(());
+    /// req.extensions_mut().insert(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)));
+    /// let res = svc.ready().await?.call(req).await?;
+    /// assert_eq!(res.body(), "203.0.113.9");
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_client_addr(mut self, ip: IpAddr) -> Self {
+        let text = IpText::new(ip);
+        // An address's text is always a valid header value.
+        let text = HeaderValue::from_bytes(text.as_bytes()).expect("an address is a valid value");
+        self.client = Some(Client { ip, text });
+        self
+    }
+
     /// Gets a reference to the inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -347,6 +405,7 @@ where
         f.debug_struct("ProxyHeaders")
             .field("inner", &self.inner)
             .field("config", &self.config)
+            .field("client", &self.client.as_ref().map(|c| c.ip))
             .finish()
     }
 }
@@ -366,7 +425,13 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let upgrade = req.extensions().get::<Upgrading>().is_some() && is_upgrade_request(&req);
-        let client = ConnectAddr.client_addr(&req);
+        // The request's own address, else the connection's, whose text is made already.
+        let (client, client_text) = match (ConnectAddr.client_addr(&req), &self.client) {
+            (Some(ip), Some(c)) if ip == c.ip => (Some(ip), Some(&c.text)),
+            (Some(ip), _) => (Some(ip), None),
+            (None, Some(c)) => (Some(c.ip), Some(&c.text)),
+            (None, None) => (None, None),
+        };
         let (mut parts, body) = req.into_parts();
         let config = &*self.config;
         // Every value is made from the request as the client sent it, before any change; on
@@ -389,6 +454,7 @@ where
             let ctx = Ctx {
                 parts: &parts,
                 client,
+                client_text,
                 scheme,
                 proxy_host: &config.proxy_host,
                 server_name: &config.server_name,

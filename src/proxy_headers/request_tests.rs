@@ -358,6 +358,54 @@ async fn client_address_prefers_the_ip_extension() {
     assert_eq!(seen["x-forwarded-for"], "203.0.113.9");
 }
 
+#[tokio::test]
+async fn the_connections_client_serves_requests_without_an_address() {
+    let layer = ProxyHeadersLayer::builder()
+        .set("X-Real-IP", "$remote_addr")
+        .set("X-Client", "ip=$remote_addr")
+        .x_forwarded()
+        .forwarded()
+        .build()
+        .unwrap();
+    let peer = service_fn(|req: Request<()>| async move {
+        Ok::<_, Infallible>(Response::new(req.headers().clone()))
+    });
+    let svc = layer
+        .layer(peer)
+        .with_client_addr("2001:db8::7".parse().unwrap());
+    assert!(format!("{svc:?}").contains("2001:db8::7"));
+    let send = |req: Request<()>| {
+        let svc = svc.clone();
+        async move { svc.oneshot(req).await.unwrap().into_body() }
+    };
+    // The same lines as with the address in the request's extensions.
+    let req = || {
+        Request::get("/")
+            .header("host", "h")
+            .header("x-forwarded-for", "203.0.113.9")
+            .body(())
+            .unwrap()
+    };
+    let seen = send(req()).await;
+    let mut with_extension = req();
+    with_extension
+        .extensions_mut()
+        .insert("[2001:db8::7]:50000".parse::<SocketAddr>().unwrap());
+    assert_eq!(lines(&seen), lines(&forward(&layer, with_extension).await));
+    assert_eq!(seen["x-real-ip"], "2001:db8::7");
+    assert_eq!(seen["x-client"], "ip=2001:db8::7");
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 2001:db8::7");
+    assert_eq!(seen["forwarded"], "for=\"[2001:db8::7]\";host=h;proto=http");
+    // An address in the request's extensions (RealIp's) comes first, in every header.
+    let mut real = req();
+    real.extensions_mut()
+        .insert("192.0.2.1".parse::<IpAddr>().unwrap());
+    let seen = send(real).await;
+    assert_eq!(seen["x-real-ip"], "192.0.2.1");
+    assert_eq!(seen["x-client"], "ip=192.0.2.1");
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
+}
+
 #[test]
 fn invalid_configurations_are_refused() {
     let err = |b: ProxyHeadersBuilder| b.build().unwrap_err();

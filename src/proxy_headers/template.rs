@@ -74,6 +74,8 @@ enum Var {
 pub(crate) struct Ctx<'a> {
     pub(crate) parts: &'a Parts,
     pub(crate) client: Option<IpAddr>,
+    /// `client` as `$remote_addr` writes it, when it was made already (a connection's).
+    pub(crate) client_text: Option<&'a HeaderValue>,
     pub(crate) scheme: &'a [u8],
     pub(crate) proxy_host: &'a [u8],
     pub(crate) server_name: &'a [u8],
@@ -193,9 +195,11 @@ impl Var {
     fn value(&self, ctx: &Ctx<'_>) -> Result<Option<HeaderValue>, InvalidHeaderValue> {
         match self {
             Self::Host => host_value(ctx.parts, ctx.server_name),
-            Self::RemoteAddr => ctx
-                .client
-                .map_or(Ok(None), |ip| bytes_value(IpText::new(ip).as_bytes())),
+            Self::RemoteAddr => match (ctx.client_text, ctx.client) {
+                (Some(text), _) => Ok(Some(text.clone())),
+                (None, Some(ip)) => bytes_value(IpText::new(ip).as_bytes()),
+                (None, None) => Ok(None),
+            },
             Self::Scheme => match ctx.scheme {
                 b"http" => Ok(Some(HeaderValue::from_static("http"))),
                 b"https" => Ok(Some(HeaderValue::from_static("https"))),
@@ -494,6 +498,7 @@ mod tests {
         let ctx = Ctx {
             parts,
             client: client.map(|c| c.parse().unwrap()),
+            client_text: None,
             scheme: b"https",
             proxy_host: b"tserver",
             server_name: b"gw.local",
@@ -634,6 +639,7 @@ mod tests {
         let ctx = Ctx {
             parts,
             client: None,
+            client_text: None,
             scheme: b"http",
             proxy_host: b"",
             server_name: b"",
