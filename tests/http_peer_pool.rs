@@ -215,6 +215,29 @@ async fn connections_closed_by_the_backend_while_idle_are_replaced() {
     assert_eq!(backend.accepted(), 3);
 }
 
+/// A POST, which is not sent again when a kept-alive connection fails it, is not given an
+/// idle connection that the backend has closed: the pool sees the close and opens another.
+#[tokio::test]
+async fn a_post_never_gets_a_connection_the_backend_closed() {
+    let backend = backend(Duration::ZERO, Some(Duration::from_millis(20))).await;
+    let peer = peer(&HttpClient::new(), &backend);
+    for i in 1..=3 {
+        // The GET's connection, closed by the backend while idle, is left for the POST.
+        assert_eq!(read_all(&peer, get("/")).await.1, "ok");
+        backend.until_closed(2 * i - 1).await;
+        // Let the runtime's I/O driver see the FIN.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let post = Request::post("/").body(Empty::new()).unwrap();
+        match peer.clone().oneshot(post).await {
+            Ok(res) => assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok"),
+            Err(e) => panic!("POST {i} on the closed connection: {e}"),
+        }
+        backend.until_closed(2 * i).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(backend.accepted(), 6);
+}
+
 /// RFC 9112, section 9.3.1: an idempotent request that a kept-alive connection carried
 /// without an answer is sent again on a new connection; a POST is not.
 #[tokio::test]

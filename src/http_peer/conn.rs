@@ -7,7 +7,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -87,13 +87,21 @@ impl Conn {
     }
 
     /// Whether an idle connection can still carry a request: the peer has neither closed
-    /// it nor sent anything unasked. Costs a syscall only when the socket was seen readable.
+    /// it nor sent anything unasked. Costs a syscall only when the socket was seen readable;
+    /// otherwise a look at its readiness, with no waker to register and no task budget
+    /// spent, as a poll would.
     pub(crate) fn is_reusable(&mut self) -> bool {
         if !self.rbuf.is_empty() {
             return false;
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        // Pending: nothing to read (end of stream or stray bytes would be).
-        self.poll_fill(&mut cx).is_pending()
+        if self.rbuf.capacity() < READ_CHUNK / 2 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        // Would block: nothing to read. The end of the stream, stray bytes or an error
+        // would have been.
+        matches!(
+            self.io.try_read_buf(&mut self.rbuf),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
     }
 }
