@@ -98,7 +98,9 @@
 //! # Client address
 //!
 //! `$remote_addr` is the address [`ConnectAddr`] reads: an `IpAddr` request extension,
-//! else the `SocketAddr` one the server inserted. [`RealIpLayer`] replaces it with the
+//! else the `SocketAddr` one the server inserted, else the connection's client given to
+//! [`ProxyHeaders::with_client_addr`] by a server that makes a service per connection.
+//! [`RealIpLayer`] replaces it with the
 //! address a trusted proxy reported, walking `X-Forwarded-For`, `X-Real-IP` or `Forwarded`
 //! from the right. A client that is not trusted never changes it, whatever headers it sends,
 //! and a malformed entry is never taken.
