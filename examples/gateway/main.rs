@@ -23,6 +23,7 @@
 //! The nginx importer's report (directives ignored or unsupported, with their lines) is
 //! printed to stderr.
 
+mod adapter;
 mod timer;
 mod workers;
 
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use adapter::InPlace;
 use bytes::Bytes;
 use futures_util::future::{self, TryFutureExt};
 use http::{Request, Response};
@@ -39,7 +41,6 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceBuilder};
 use tower_upstream::config::{nginx, Gateway, GatewayConfig};
@@ -224,13 +225,13 @@ where
             page: status_page.clone(),
             proxy: svc,
         };
-        tokio::spawn(serve(stream, TowerToHyperService::new(svc)));
+        tokio::spawn(serve(stream, InPlace::new(svc)));
     }
 }
 
 /// `/upstream-status` to the status page, everything else to `proxy`. A `Service` of its
-/// own rather than a `service_fn` closure, so a request costs one clone of the stack (hyper's)
-/// and no extra future around the proxy's.
+/// own rather than a `service_fn` closure, so that it is called in place (see `adapter`) and
+/// adds no extra future around the proxy's.
 #[derive(Clone)]
 struct WithStatusPage<S> {
     page: StatusPage,
@@ -408,7 +409,7 @@ async fn accept(listener: TcpListener, gateway: Gateway) -> std::io::Result<()> 
         let svc = ServiceBuilder::new()
             .map_request(with_client(client))
             .service(gateway.clone());
-        tokio::spawn(serve(stream, TowerToHyperService::new(svc)));
+        tokio::spawn(serve(stream, InPlace::new(svc)));
     }
 }
 
