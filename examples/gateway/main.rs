@@ -49,6 +49,7 @@ use tower_upstream::proxy_headers::{ProxyHeadersLayer, UpgradeLayer};
 use tower_upstream::status_page::{self, StatusPage};
 use tower_upstream::upstream::ReplayBody;
 use tower_upstream::{HttpClient, HttpPeer, Peer, Upstream};
+use workers::{Accepted, Connections};
 
 // A per-thread caching allocator: the proxy allocates and frees a few dozen small objects per
 // request (hyper's buffers, header maps, futures), which glibc's malloc makes a tenth of the
@@ -182,21 +183,18 @@ where
     // request, is added only where the policy reads it.
     let addr_extension = args.policy == "ip-hash";
     let sets = listeners.into_iter().map(|l| vec![l]).collect();
-    workers::run(sets, move |listeners| {
+    workers::run(sets, move |connections| {
         let (upstream, status_page, headers) =
             (upstream.clone(), status_page.clone(), headers.clone());
-        async move {
-            let [listener] = <[TcpListener; 1]>::try_from(listeners).expect("one listener");
-            accept_proxy(listener, upstream, status_page, headers, addr_extension).await
-        }
+        accept_proxy(connections, upstream, status_page, headers, addr_extension)
     })
     .await?;
     Ok(())
 }
 
-/// Proxies the connections `listener` accepts to `upstream`, the status page aside.
+/// Proxies this worker's connections to `upstream`, the status page aside.
 async fn accept_proxy<P>(
-    listener: TcpListener,
+    mut connections: Connections,
     upstream: Upstream<HttpPeer<ReplayBody<Incoming>>, P>,
     status_page: StatusPage,
     headers: ProxyHeadersLayer,
@@ -207,7 +205,11 @@ where
     P::Key: Send,
 {
     loop {
-        let (stream, client) = listener.accept().await?;
+        let Accepted {
+            stream,
+            client,
+            live,
+        } = connections.accept().await?;
         let proxy = headers
             .layer(upstream.clone())
             .with_client_addr(client.ip());
@@ -225,7 +227,7 @@ where
             page: status_page.clone(),
             proxy: svc,
         };
-        tokio::spawn(serve(stream, InPlace::new(svc)));
+        tokio::spawn(serve(stream, InPlace::new(svc), live));
     }
 }
 
@@ -372,18 +374,8 @@ async fn serve_config(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             set.push(listener);
         }
     }
-    workers::run(sets, move |listeners| {
-        let gateway = gateway.clone();
-        async move {
-            let mut loops = tokio::task::JoinSet::new();
-            for listener in listeners {
-                loops.spawn(accept(listener, gateway.clone()));
-            }
-            while let Some(done) = loops.join_next().await {
-                done??;
-            }
-            Ok(())
-        }
+    workers::run(sets, move |connections| {
+        accept(connections, gateway.clone())
     })
     .await?;
     Ok(())
@@ -402,14 +394,18 @@ fn read_toml(_: &Path) -> Result<GatewayConfig, Box<dyn std::error::Error>> {
         .into())
 }
 
-/// Serves `gateway` on `listener`, as `run` serves the upstream.
-async fn accept(listener: TcpListener, gateway: Gateway) -> std::io::Result<()> {
+/// Serves `gateway` on this worker's connections, as `run` serves the upstream.
+async fn accept(mut connections: Connections, gateway: Gateway) -> std::io::Result<()> {
     loop {
-        let (stream, client) = listener.accept().await?;
+        let Accepted {
+            stream,
+            client,
+            live,
+        } = connections.accept().await?;
         let svc = ServiceBuilder::new()
             .map_request(with_client(client))
             .service(gateway.clone());
-        tokio::spawn(serve(stream, InPlace::new(svc)));
+        tokio::spawn(serve(stream, InPlace::new(svc), live));
     }
 }
 
@@ -423,7 +419,8 @@ fn with_client(client: SocketAddr) -> impl Fn(Request<Incoming>) -> Request<Inco
 
 /// Serves one client connection: HTTP/1.1 like the seed's `listen 80`, with upgrades for
 /// WebSocket tunnels, and slow clients bounded: a request head must arrive within 30 s.
-async fn serve<S, B>(stream: tokio::net::TcpStream, svc: S)
+/// `live` counts it as its worker's until it ends (a tunnel it hands over is not counted).
+async fn serve<S, B>(stream: tokio::net::TcpStream, svc: S, live: workers::Live)
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -442,4 +439,5 @@ where
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades()
         .await;
+    drop(live);
 }
