@@ -10,12 +10,20 @@
 # sharing all cores with wrk and the backends wherever the scheduler puts them; "1pin" is 1
 # worker each pinned to core 0, with wrk and both backends pinned to core 1, so the proxy's
 # own CPU time per request decides and the scheduler's placement does not (2 cores or more).
+# "1core" puts everything on core 0: no process ever wakes another on a different core, so
+# what a request costs is CPU time alone, without the cross-core wake-ups (an IPI, and on a
+# virtual machine a halted vCPU to restart) that dominate 1 connection on two cores.
 #
 # Each row gives requests/s, p50 and p99 latency, and the CPU time (user + system) the target
 # spent per request: the backend, nginx's worker processes or the gateway. That figure moves
 # less between runs than requests/s does, which depend on where the scheduler puts
 # everything. The last column shows that part: the time per request the target was ready to
 # run but waited for a core (preempted, mostly by a backend it had just woken).
+#
+# Under each configuration and connection count, "ratio" is gateway / nginx of the medians,
+# and "paired" the median of each round's own gateway / nginx, with the lowest and highest
+# round: the two targets of a round run seconds apart, so a slow spell of the machine moves
+# both. That matters most at 1 connection, where one run can be 30 % off the next.
 #
 # Both proxies run in a session of their own: nginx's daemon calls setsid(), and the gateway
 # is started with setsid. With autogroup scheduling on (/proc/sys/kernel/sched_autogroup_enabled),
@@ -29,7 +37,7 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
-CONFIGS=${CONFIGS:-"1 1pin 2"}
+CONFIGS=${CONFIGS:-"1 1pin 1core 2"}
 CONNS=${CONNS:-"1 64"}
 IDLE=${IDLE:-10000}
 B1=127.0.0.1:19081 B2=127.0.0.1:19082 NGINX=127.0.0.1:19090 GATEWAY=127.0.0.1:19095
@@ -76,13 +84,15 @@ for b in $B1 $B2; do
 done
 all_cpus="0-$(($(nproc) - 1))"
 
-# pin 0|1: with 1, proxies run on core 0 (`$proxy_cpu`), wrk and the backends on core 1.
+# pin 0|1|core: with 1, proxies run on core 0 (`$proxy_cpu`), wrk and the backends on core 1;
+# with core, everything runs on core 0.
 pin() {
   local cpus=$all_cpus
   proxy_cpu=() client_cpu=()
-  if [ "$1" = 1 ]; then
-    cpus=1 proxy_cpu=(taskset -c 0) client_cpu=(taskset -c 1)
-  fi
+  case $1 in
+    1) cpus=1 proxy_cpu=(taskset -c 0) client_cpu=(taskset -c 1) ;;
+    core) cpus=0 proxy_cpu=(taskset -c 0) client_cpu=(taskset -c 0) ;;
+  esac
   for p in "${backend_pids[@]}"; do taskset -a -pc "$cpus" "$p" >/dev/null; done
 }
 pin 0
@@ -189,25 +199,41 @@ to_ms() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ratio() { awk -v g="$1" -v n="$2" 'BEGIN {printf "%.2fx", g / n}'; }
+# Round by round: gateway / nginx of the values in $1 and $2 (one per round, same order) ->
+# "median min max". Each round measures both targets within seconds of each other, so its
+# ratio is less exposed to the machine's drift than the ratio of two medians.
+paired() {
+  paste -d' ' <(tr ' ' '\n' <<<"$1" | grep .) <(tr ' ' '\n' <<<"$2" | grep .) |
+    awk '{printf "%.4f\n", $1 / $2}' | sort -g >"$tmp/paired"
+  echo "$(median <"$tmp/paired") $(head -n1 "$tmp/paired") $(tail -n1 "$tmp/paired")"
+}
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "wrk -t1, $ROUNDS rounds of $DURATION per target, targets in alternation; medians shown"
+echo "ratio: gateway / nginx of the medians; paired: the median of each round's own ratio,"
+echo "  with the lowest and highest round"
 echo "cpu: the target's user + system CPU time per request (backend, nginx's workers, gateway)"
 echo "user: the part of it spent in user space, the proxy's own code"
 echo "wait: the time per request the target was runnable but waiting for a core"
 printf '\n%-8s %-6s %-8s %12s %9s %9s %9s %9s %9s\n' workers conns target "requests/s" "p50 ms" \
   "p99 ms" "cpu us" "user us" "wait us"
 for cfg in $CONFIGS; do
-  w=${cfg%pin}
-  if [ "$w" != "$cfg" ]; then
-    if [ "$w" != 1 ] || [ "$(nproc)" -lt 2 ]; then
-      echo "$cfg: pinning needs 1 worker and 2 cores or more; skipped" >&2
+  case $cfg in
+    1pin)
+      if [ "$(nproc)" -lt 2 ]; then
+        echo "$cfg: needs 2 cores or more; skipped" >&2
+        continue
+      fi
+      w=1
+      pin 1
+      ;;
+    1core) w=1 && pin core ;;
+    *[!0-9]* | "")
+      echo "$cfg: not a configuration (a worker count, 1pin or 1core); skipped" >&2
       continue
-    fi
-    pin 1
-  else
-    pin 0
-  fi
+      ;;
+    *) w=$cfg && pin 0 ;;
+  esac
   start_nginx "$w"
   start_gateway "$w"
   for c in $CONNS; do
@@ -236,6 +262,11 @@ for cfg in $CONFIGS; do
       "$(ratio "$last_gateway_p99" "$last_nginx_p99")" \
       "$(ratio "$last_gateway_cpu" "$last_nginx_cpu")" \
       "$(ratio "$last_gateway_user" "$last_nginx_user")"
+    read -r pr_m pr_lo pr_hi < <(paired "${rps[gateway]}" "${rps[nginx]}")
+    read -r pp_m pp_lo pp_hi < <(paired "${p99[gateway]}" "${p99[nginx]}")
+    printf '%-8s %-6s %-8s %12s %9s %9s   requests/s %.2f-%.2fx, p99 %.2f-%.2fx\n' "$cfg" "$c" \
+      "paired" "$(printf '%.2fx' "$pr_m")" "" "$(printf '%.2fx' "$pp_m")" \
+      "$pr_lo" "$pr_hi" "$pp_lo" "$pp_hi"
     unset rps p50 p99 cpu user wait
   done
   stop
