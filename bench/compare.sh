@@ -170,14 +170,16 @@ target_pids() {
 # wrk's --latency output for target $1 at address $2 and $3 connections ->
 # "rps p50_ms p99_ms cpu_us_per_request user_us_per_request wait_us_per_request"
 measure() {
-  local out serving t0 t1 u0 u1 w0 w1
+  local out serving t0 t1 u0 u1 w0 w1 s0 s1
   mapfile -t serving < <(target_pids "$1")
   read -r t0 u0 < <(cpu_ticks "${serving[@]}")
   w0=$(wait_ns "${serving[@]}")
+  s0=$(steal_ticks)
   out=$("${client_cpu[@]}" wrk -t1 -c"$3" -d"$DURATION" --latency "http://$2/" 2>&1)
+  s1=$(steal_ticks)
   read -r t1 u1 < <(cpu_ticks "${serving[@]}")
   w1=$(wait_ns "${serving[@]}")
-  local rps p50 p99 n cpu user wait
+  local rps p50 p99 n cpu user wait steal
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
@@ -185,7 +187,16 @@ measure() {
   cpu=$(awk -v d=$((t1 - t0)) -v n="$n" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
   user=$(awk -v d=$((u1 - u0)) -v n="$n" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
   wait=$(awk -v d=$((w1 - w0)) -v n="$n" 'BEGIN {printf "%.1f", d / 1e3 / n}')
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu $user $wait"
+  steal=$(awk -v a="$s0" -v b="$s1" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); t = y[2] - x[2]
+    printf "%.1f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0) }')
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu $user $wait $steal"
+}
+
+# "steal total" clock ticks of all cores so far, from /proc/stat's cpu line: the time the
+# hypervisor ran something else while this machine's cores had work, and all time.
+steal_ticks() {
+  awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t; exit}' /proc/stat
 }
 
 to_ms() {
@@ -215,8 +226,9 @@ echo "  with the lowest and highest round"
 echo "cpu: the target's user + system CPU time per request (backend, nginx's workers, gateway)"
 echo "user: the part of it spent in user space, the proxy's own code"
 echo "wait: the time per request the target was runnable but waiting for a core"
-printf '\n%-8s %-6s %-8s %12s %9s %9s %9s %9s %9s\n' workers conns target "requests/s" "p50 ms" \
-  "p99 ms" "cpu us" "user us" "wait us"
+echo "steal: the share of all cores' time the hypervisor took while the target was measured"
+printf '\n%-8s %-6s %-8s %12s %9s %9s %9s %9s %9s %7s\n' workers conns target "requests/s" "p50 ms" \
+  "p99 ms" "cpu us" "user us" "wait us" "steal %"
 for cfg in $CONFIGS; do
   case $cfg in
     1pin)
@@ -237,13 +249,13 @@ for cfg in $CONFIGS; do
   start_nginx "$w"
   start_gateway "$w"
   for c in $CONNS; do
-    declare -A rps=() p50=() p99=() cpu=() user=() wait=()
+    declare -A rps=() p50=() p99=() cpu=() user=() wait=() steal=()
     for r in $(seq "$ROUNDS"); do
       for t in direct nginx gateway; do
         case $t in direct) addr=$B1 ;; nginx) addr=$NGINX ;; gateway) addr=$GATEWAY ;; esac
-        read -r a b cc u us v < <(measure "$t" "$addr" "$c")
+        read -r a b cc u us v st < <(measure "$t" "$addr" "$c")
         rps[$t]+="$a "; p50[$t]+="$b "; p99[$t]+="$cc "; cpu[$t]+="$u "; user[$t]+="$us "
-        wait[$t]+="$v "
+        wait[$t]+="$v "; steal[$t]+="$st "
       done
     done
     for t in direct nginx gateway; do
@@ -253,8 +265,9 @@ for cfg in $CONFIGS; do
       m_cpu=$(tr ' ' '\n' <<<"${cpu[$t]}" | grep . | median)
       m_user=$(tr ' ' '\n' <<<"${user[$t]}" | grep . | median)
       m_wait=$(tr ' ' '\n' <<<"${wait[$t]}" | grep . | median)
-      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f %9.1f %9.1f %9.1f\n' "$cfg" "$c" "$t" "$m_rps" \
-        "$m_p50" "$m_p99" "$m_cpu" "$m_user" "$m_wait"
+      m_steal=$(tr ' ' '\n' <<<"${steal[$t]}" | grep . | median)
+      printf '%-8s %-6s %-8s %12.0f %9.3f %9.3f %9.1f %9.1f %9.1f %7.1f\n' "$cfg" "$c" "$t" \
+        "$m_rps" "$m_p50" "$m_p99" "$m_cpu" "$m_user" "$m_wait" "$m_steal"
       eval "last_${t}_rps=$m_rps last_${t}_p99=$m_p99 last_${t}_cpu=$m_cpu last_${t}_user=$m_user"
     done
     printf '%-8s %-6s %-8s %12s %9s %9s %9s %9s\n' "$cfg" "$c" "ratio" \
@@ -267,7 +280,7 @@ for cfg in $CONFIGS; do
     printf '%-8s %-6s %-8s %12s %9s %9s   requests/s %.2f-%.2fx, p99 %.2f-%.2fx\n' "$cfg" "$c" \
       "paired" "$(printf '%.2fx' "$pr_m")" "" "$(printf '%.2fx' "$pp_m")" \
       "$pr_lo" "$pr_hi" "$pp_lo" "$pp_hi"
-    unset rps p50 p99 cpu user wait
+    unset rps p50 p99 cpu user wait steal
   done
   stop
 done
