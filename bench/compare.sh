@@ -168,7 +168,7 @@ target_pids() {
 }
 
 # wrk's --latency output for target $1 at address $2 and $3 connections ->
-# "rps p50_ms p99_ms cpu_us_per_request user_us_per_request wait_us_per_request"
+# "rps p50_ms p99_ms cpu_us_per_request user_us_per_request wait_us_per_request steal_percent"
 measure() {
   local out serving t0 t1 u0 u1 w0 w1 s0 s1
   mapfile -t serving < <(target_pids "$1")
