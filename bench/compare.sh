@@ -54,7 +54,11 @@ if [ -n "$missing" ]; then
   exit 1
 fi
 
-cargo build --release --quiet --example gateway --example bench_backend
+# The gateway is the example built as a binary of its own (bench/gateway): built as an
+# example, it would get the dev-dependencies' features, Tokio's test-util among them, which a
+# gateway depending on this crate does not. Two builds: one would unify their features.
+cargo build --release --quiet --example bench_backend
+cargo build --release --quiet -p tower-upstream-gateway-bench
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -127,7 +131,7 @@ CONF
 
 start_gateway() {
   # In a session of its own, as nginx's daemon is (see the note at the top).
-  setsid "${proxy_cpu[@]}" target/release/examples/gateway --workers "$1" --listen "$GATEWAY" \
+  setsid "${proxy_cpu[@]}" target/release/gateway --workers "$1" --listen "$GATEWAY" \
     --peer "$B1=1" --peer "$B2=1" >/dev/null &
   gateway_pid=$!
   pids+=($gateway_pid)
