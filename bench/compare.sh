@@ -31,6 +31,13 @@
 # A gateway left in this script's session would compete with wrk and both backends as one of
 # four equals, while nginx competes as a group of its own against the three of them.
 #
+# On a virtual machine whose idle vCPUs halt at once (cpuidle driver haltpoll with
+# /sys/module/haltpoll/parameters/guest_halt_poll_ns at 0, as some VMs boot), each wake-up of a
+# process on the other, idle core goes through the hypervisor, and at 1 connection that, not
+# either proxy, sets requests/s. The machine line says how it is set. HALT_POLL_NS=200000 (the
+# kernel's default; needs root) sets it for the run and restores it after: the vCPU then polls
+# up to 200 us before it halts.
+#
 # Needs nginx and wrk (Debian: apt-get install nginx wrk) and python3. Installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +47,8 @@ DURATION=${DURATION:-10s}
 CONFIGS=${CONFIGS:-"1 1pin 1core 2"}
 CONNS=${CONNS:-"1 64"}
 IDLE=${IDLE:-10000}
+HALT_POLL_NS=${HALT_POLL_NS:-}
+HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 B1=127.0.0.1:19081 B2=127.0.0.1:19082 NGINX=127.0.0.1:19090 GATEWAY=127.0.0.1:19095
 
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
@@ -61,13 +70,23 @@ cargo build --release --quiet --example bench_backend
 cargo build --release --quiet -p tower-upstream-gateway-bench
 tmp=$(mktemp -d)
 pids=()
+halt_poll_was=""
 cleanup() {
+  [ -n "$halt_poll_was" ] && echo "$halt_poll_was" >"$HALT_POLL"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+if [ -n "$HALT_POLL_NS" ]; then
+  if [ ! -w "$HALT_POLL" ]; then
+    echo "HALT_POLL_NS: $HALT_POLL is missing or not writable (needs root and cpuidle-haltpoll)" >&2
+    exit 1
+  fi
+  halt_poll_was=$(cat "$HALT_POLL")
+  echo "$HALT_POLL_NS" >"$HALT_POLL"
+fi
 ulimit -n 65536 2>/dev/null || true
 
 wait_port() {
@@ -223,7 +242,10 @@ paired() {
   echo "$(median <"$tmp/paired") $(head -n1 "$tmp/paired") $(tail -n1 "$tmp/paired")"
 }
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+idle=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo unknown)
+[ -r "$HALT_POLL" ] && idle="$idle, guest_halt_poll_ns $(cat "$HALT_POLL")"
+[ -n "$halt_poll_was" ] && idle="$idle (set for this run; was $halt_poll_was)"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), cpuidle $idle"
 echo "wrk -t1, $ROUNDS rounds of $DURATION per target, targets in alternation (direct nginx"
 echo "  gateway, then direct gateway nginx); medians shown"
 echo "ratio: gateway / nginx of the medians; paired: the median of each round's own ratio,"
