@@ -49,7 +49,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! `examples/gateway.rs` serves a configuration: `--nginx-conf nginx.conf`, or
+//! `examples/gateway/` serves a configuration: `--nginx-conf nginx.conf`, or
 //! `--config gateway.toml` with the `serde` feature (`examples/gateway.toml` is the seed's
 //! `nginx.conf` in TOML).
 //!

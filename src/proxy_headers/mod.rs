@@ -81,7 +81,7 @@
 //! ```
 //!
 //! A hyper server that tunnels WebSockets must serve connections with
-//! `serve_connection_with_upgrades`; `examples/gateway.rs` does.
+//! `serve_connection_with_upgrades`; `examples/gateway/` does.
 //!
 //! # Request headers
 //!

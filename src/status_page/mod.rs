@@ -49,7 +49,7 @@
 //! ```
 //!
 //! With axum, mount it with `Router::route_service("/upstream-status", page)`: its error type
-//! is [`Infallible`]. `examples/gateway.rs` serves it at `/upstream-status` in front of its
+//! is [`Infallible`]. `examples/gateway/` serves it at `/upstream-status` in front of its
 //! upstream.
 //!
 //! # Request rate
