@@ -41,6 +41,7 @@
 # Needs nginx and wrk (Debian: apt-get install nginx wrk) and python3. Installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/nginx_conf.sh
 
 ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-10s}
@@ -121,29 +122,7 @@ pin() {
 pin 0
 
 start_nginx() {
-  mkdir -p "$tmp/logs"
-  cat >"$tmp/nginx.conf" <<CONF
-worker_processes $1;
-error_log $tmp/logs/error.log warn;
-pid $tmp/nginx.pid;
-events { worker_connections 20000; }
-http {
-  access_log off;
-  client_body_temp_path $tmp/body; proxy_temp_path $tmp/proxy;
-  fastcgi_temp_path $tmp/fcgi; uwsgi_temp_path $tmp/uwsgi; scgi_temp_path $tmp/scgi;
-  upstream tserver { server $B1 weight=1; server $B2 weight=1; keepalive 64; }
-  server {
-    listen $NGINX backlog=4096;
-    location / {
-      proxy_pass http://tserver;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Real-IP \$remote_addr;
-    }
-  }
-}
-CONF
+  nginx_conf "$tmp" "$1" "$NGINX" "$B1" "$B2"
   "${proxy_cpu[@]}" "$NGINX_BIN" -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon on;' 2>/dev/null
   wait_port "$NGINX"
 }
