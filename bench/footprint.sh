@@ -89,7 +89,10 @@ trace() {
     exit 1
   fi
   wait "$pid" 2>/dev/null || true
-  python3 bench/footprint.py "$tmp/trace" "$(printf '%x' $((0x$base + 0x$addr)))" 5
+  # With a symbol table (the gateway; Debian's nginx is stripped), code lines by crate too.
+  local symbolized=()
+  [ -n "$(nm "$binary" 2>/dev/null | head -c1)" ] && symbolized=("$binary" "$base")
+  python3 bench/footprint.py "$tmp/trace" "$(printf '%x' $((0x$base + 0x$addr)))" 5 "${symbolized[@]}"
   rm -f "$tmp/trace"
 }
 
