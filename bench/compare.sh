@@ -41,7 +41,7 @@
 # Needs nginx and wrk (Debian: apt-get install nginx wrk) and python3. Installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/nginx_conf.sh
+source bench/lib.sh
 
 ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-10s}
@@ -52,23 +52,9 @@ HALT_POLL_NS=${HALT_POLL_NS:-}
 HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 B1=127.0.0.1:19081 B2=127.0.0.1:19082 NGINX=127.0.0.1:19090 GATEWAY=127.0.0.1:19095
 
-NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
-missing=""
-[ -x "$NGINX_BIN" ] || missing="$missing nginx"
-command -v wrk >/dev/null || missing="$missing wrk"
-command -v python3 >/dev/null || missing="$missing python3"
-command -v taskset >/dev/null || missing="$missing taskset"
-command -v setsid >/dev/null || missing="$missing setsid"
-if [ -n "$missing" ]; then
-  echo "bench/compare.sh needs:$missing. On Debian: apt-get install nginx wrk python3 util-linux" >&2
-  exit 1
-fi
+need "nginx wrk python3 util-linux" nginx wrk python3 taskset setsid
 
-# The gateway is the example built as a binary of its own (bench/gateway): built as an
-# example, it would get the dev-dependencies' features, Tokio's test-util among them, which a
-# gateway depending on this crate does not. Two builds: one would unify their features.
-cargo build --release --quiet --example bench_backend
-cargo build --release --quiet -p tower-upstream-gateway-bench
+build_bench
 tmp=$(mktemp -d)
 pids=()
 halt_poll_was=""
@@ -89,15 +75,6 @@ if [ -n "$HALT_POLL_NS" ]; then
   echo "$HALT_POLL_NS" >"$HALT_POLL"
 fi
 ulimit -n 65536 2>/dev/null || true
-
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on $1" >&2
-  exit 1
-}
 
 backend_pids=()
 for b in $B1 $B2; do

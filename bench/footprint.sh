@@ -19,21 +19,13 @@
 # binutils python3). Installs nothing. The traces (about 600 KB per request) go to a temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/nginx_conf.sh
+source bench/lib.sh
 
 DURATION=${DURATION:-3s}
 B1=127.0.0.1:19081 B2=127.0.0.1:19082 PROXY=127.0.0.1:19098
-NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
-missing=""
-[ -x "$NGINX_BIN" ] || missing="$missing nginx"
-for tool in valgrind wrk nm python3; do command -v $tool >/dev/null || missing="$missing $tool"; done
-if [ -n "$missing" ]; then
-  echo "bench/footprint.sh needs:$missing. On Debian: apt-get install valgrind nginx wrk binutils python3" >&2
-  exit 1
-fi
+need "valgrind nginx wrk binutils python3" valgrind nginx wrk nm python3
 
-cargo build --release --quiet --example bench_backend
-cargo build --release --quiet -p tower-upstream-gateway-bench
+build_bench
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -42,15 +34,6 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 600); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  exit 1
-}
 
 for b in $B1 $B2; do
   target/release/examples/bench_backend "$b" >/dev/null &
@@ -78,7 +61,7 @@ trace() {
   valgrind --tool=lackey --trace-mem=yes --log-file="$tmp/trace" "$@" >/dev/null 2>"$tmp/err" &
   pid=$!
   pids+=($pid)
-  wait_port "$PROXY"
+  wait_port "$PROXY" 60
   # Where valgrind loaded the binary: the start of its first mapping.
   base=$(awk -v f="$(readlink -f "$binary")" '$6 == f && !found {print $1; found = 1}' "/proc/$pid/maps")
   base=${base%%-*}
