@@ -581,6 +581,10 @@ mod tests {
         assert_eq!(host_of("[::1]:8080"), "[::1]");
         assert_eq!(host_of("[2001:DB8::1]"), "[2001:db8::1]");
         assert_eq!(host_of("127.0.0.1:80"), "127.0.0.1");
+        // Only the last dot of all is a trailing one, in the port too (nginx 1.22 on loopback
+        // answered `a.` and `a`).
+        assert_eq!(host_of("a.:1.2"), "a.");
+        assert_eq!(host_of("a.:12"), "a");
         // Invalid hosts (nginx answers 400) fall back to the server name.
         assert_eq!(host_of("a..b"), "fallback");
         assert_eq!(host_of(":80"), "fallback");
