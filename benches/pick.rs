@@ -34,9 +34,22 @@ fn bench_policy<P>(c: &mut Criterion, name: &str, policy: P, req: &Request<()>)
 where
     P: Policy<Request<()>>,
 {
+    bench_policy_on(c, name, policy, req, peers);
+}
+
+/// [`bench_policy`] on the sets `make` builds.
+fn bench_policy_on<P>(
+    c: &mut Criterion,
+    name: &str,
+    policy: P,
+    req: &Request<()>,
+    make: impl Fn(usize) -> PeerSet,
+) where
+    P: Policy<Request<()>>,
+{
     let mut group = c.benchmark_group(format!("pick/{name}"));
     for n in SIZES {
-        let set = peers(n);
+        let set = make(n);
         let index = policy.build_index(&set);
         let tried = Tried::new();
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
@@ -63,6 +76,14 @@ fn picks(c: &mut Criterion) {
         &req,
     );
     bench_policy(c, "least_conn", LeastConn::new(), &req);
+    // One request in flight on the first peer: every other peer ties, which nginx breaks by
+    // a round-robin walk among them.
+    let one_busy = |n| {
+        let set = peers(n);
+        set.acquire(0, Instant::now());
+        set
+    };
+    bench_policy_on(c, "least_conn_one_busy", LeastConn::new(), &req, one_busy);
     bench_policy(c, "random_two_least_conn", Random::two_least_conn(), &req);
     // The ip_hash function alone, without the peer walk.
     c.bench_function("ip_hash/fold", |b| {

@@ -1,4 +1,4 @@
-use super::{BuildIndex, Candidates, Policy};
+use super::{BuildIndex, Candidates, Policy, RoundRobin, Schedule};
 use crate::PeerSet;
 
 /// nginx's `least_conn`: the peer with the fewest active requests per unit of weight.
@@ -8,16 +8,22 @@ use crate::PeerSet;
 /// Active requests are counted by the [`Upstream`] from the pick until the response body is
 /// finished or dropped.
 ///
+/// Like nginx, a pick walks every peer to find the fewest. When every peer ties (all idle, or
+/// all equally busy), nginx's second walk among the ties is the plain round-robin pick, and
+/// for more than 32 peers it is made as [`RoundRobin`] makes it: in constant time, from a
+/// precomputed cycle of the same sequence.
+///
 /// ```
 /// use tokio::time::Instant;
-/// use tower_upstream::policy::{Candidates, LeastConn, Policy};
+/// use tower_upstream::policy::{BuildIndex, Candidates, LeastConn, Policy};
 /// use tower_upstream::{Peer, PeerSet, Tried};
 ///
 /// let peers = PeerSet::new(&[Peer::new("a", ()), Peer::new("b", ())]);
+/// let index = LeastConn::new().build_index(&peers);
 /// let now = Instant::now();
 /// peers.acquire(0, now); // one request in flight on "a"
 /// let tried = Tried::new();
-/// let pick = Policy::<()>::pick(&LeastConn::new(), &Candidates::new(&peers, &tried, now), &(), &mut ());
+/// let pick = Policy::<()>::pick(&LeastConn::new(), &Candidates::new(&peers, &tried, now), &index, &mut ());
 /// assert_eq!(pick, Some(1));
 /// ```
 ///
@@ -34,9 +40,12 @@ impl LeastConn {
 }
 
 impl BuildIndex for LeastConn {
-    type Index = ();
+    /// [`RoundRobin`]'s cycle, for the picks where every peer ties.
+    type Index = Option<Schedule>;
 
-    fn build_index(&self, _: &PeerSet) {}
+    fn build_index(&self, peers: &PeerSet) -> Option<Schedule> {
+        Schedule::new(peers)
+    }
 }
 
 impl<Req> Policy<Req> for LeastConn {
@@ -44,43 +53,51 @@ impl<Req> Policy<Req> for LeastConn {
 
     fn key(&self, _: &Req) {}
 
-    fn pick(&self, ctx: &Candidates<'_>, _: &(), _: &mut ()) -> Option<usize> {
+    fn pick(&self, ctx: &Candidates<'_>, schedule: &Option<Schedule>, _: &mut ()) -> Option<usize> {
         let peers = ctx.peers();
         if peers.is_single() {
             return ctx.smooth(|_| true);
         }
-        // Snapshot the counters once so that both passes agree on who ties.
-        let load = |i: usize| {
-            let p = peers.get(i).expect("index in range");
-            (u64::from(p.active()), u64::from(p.weight()))
-        };
+        // The first candidate with the fewest per weight, and how many candidates tie with it.
         let mut best: Option<(usize, u64, u64)> = None;
-        let mut many = false;
-        for i in 0..peers.len() {
+        let mut ties = 0;
+        for (i, p) in peers.iter().enumerate() {
             if !ctx.is_candidate(i) {
                 continue;
             }
-            let (conns, weight) = load(i);
+            let (conns, weight) = (u64::from(p.active()), u64::from(p.weight()));
             match best {
                 Some((_, bc, bw)) if conns * bw > bc * weight => {}
-                Some((_, bc, bw)) if conns * bw == bc * weight => many = true,
+                Some((_, bc, bw)) if conns * bw == bc * weight => ties += 1,
                 _ => {
                     best = Some((i, conns, weight));
-                    many = false;
+                    ties = 1;
                 }
             }
         }
         let (first, bc, bw) = best?;
-        if !many {
+        if ties == 1 {
             // A clear winner: nginx leaves the round-robin weights alone.
             return Some(first);
         }
-        ctx.smooth(|i| {
-            i >= first && {
-                let (conns, weight) = load(i);
-                conns * bw == bc * weight
-            }
-        })
+        if ties == peers.len() {
+            // Every peer is a candidate and they all tie: nginx's walk among the ties is the
+            // round-robin pick.
+            return Policy::<Req>::pick(&RoundRobin, ctx, schedule, &mut ());
+        }
+        let tied = |i: usize| {
+            i >= first
+                && peers
+                    .get(i)
+                    .is_some_and(|p| u64::from(p.active()) * bw == bc * u64::from(p.weight()))
+        };
+        let chosen = match schedule {
+            Some(s) => s.smooth_among(ctx, tied),
+            None => ctx.smooth(tied),
+        };
+        // Requests that started or ended on other threads since the first walk may have
+        // left no peer tied with it: the first walk's winner is still a fair pick.
+        chosen.or(Some(first))
     }
 }
 
@@ -97,7 +114,7 @@ mod tests {
         Policy::<()>::pick(
             &LeastConn,
             &Candidates::new(set, &tried, Instant::now()),
-            &(),
+            &None,
             &mut (),
         )
         .unwrap()
@@ -122,5 +139,92 @@ mod tests {
         set.release(0);
         set.release(0);
         assert_eq!(pick(&set), 0, "a now has 0 active");
+    }
+
+    #[test]
+    fn picks_a_peer_while_other_threads_change_the_counts() {
+        // Between the two walks, requests on other threads may start and end: a pick must
+        // still find a peer (every peer here is available).
+        let set = std::sync::Arc::new(weighted(&[1, 1, 2, 1]));
+        let picks_per_thread = 50_000;
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let set = std::sync::Arc::clone(&set);
+                std::thread::spawn(move || {
+                    let now = Instant::now();
+                    let (mut none, mut in_flight) = (0, std::collections::VecDeque::new());
+                    for _ in 0..picks_per_thread {
+                        match pick_with(&set, &None, &Tried::new()) {
+                            Some(i) => {
+                                set.acquire(i, now);
+                                in_flight.push_back(i);
+                            }
+                            None => none += 1,
+                        }
+                        // Each thread keeps a few requests in flight.
+                        if in_flight.len() > 2 {
+                            set.release(in_flight.pop_front().unwrap());
+                        }
+                    }
+                    none
+                })
+            })
+            .collect();
+        let none: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(none, 0, "picks that found no peer");
+    }
+
+    /// One pick by `least_conn` with `index`, skipping the peers in `tried`.
+    fn pick_with(set: &PeerSet, index: &Option<Schedule>, tried: &Tried) -> Option<usize> {
+        let ctx = Candidates::new(set, tried, Instant::now());
+        Policy::<()>::pick(&LeastConn, &ctx, index, &mut ())
+    }
+
+    proptest::proptest! {
+        /// With the round-robin cycle (more than 32 peers) the picks are those of nginx's two
+        /// walks alone, as the cycle-less set makes them: for sequences shorter than one cycle,
+        /// which the cycle then never realigns (see `RoundRobin`), through ties of every
+        /// peer, clear winners, ties of a few and retries, as requests start and end.
+        #[test]
+        fn schedule_gives_nginx_picks(
+            weights in proptest::collection::vec(1u32..=4, 33..=48),
+            steps in proptest::collection::vec((0u8..6, 0usize..48), 1..60),
+        ) {
+            let (plain, fast) = (weighted(&weights), weighted(&weights));
+            let index = LeastConn.build_index(&fast);
+            proptest::prop_assert!(index.is_some());
+            let now = Instant::now();
+            for (op, peer) in steps {
+                let peer = peer % weights.len();
+                match op {
+                    // A request starts on the pick, or on a given peer.
+                    0..=2 => {
+                        let a = pick_with(&plain, &None, &Tried::new());
+                        let b = pick_with(&fast, &index, &Tried::new());
+                        proptest::prop_assert_eq!(a, b);
+                        if op == 0 {
+                            plain.acquire(a.unwrap(), now);
+                            fast.acquire(a.unwrap(), now);
+                        }
+                    }
+                    3 => {
+                        plain.acquire(peer, now);
+                        fast.acquire(peer, now);
+                    }
+                    4 => {
+                        plain.release(peer);
+                        fast.release(peer);
+                    }
+                    // A retry, which skips the peer tried first.
+                    _ => {
+                        let mut tried = Tried::new();
+                        tried.insert(peer);
+                        let a = pick_with(&plain, &None, &tried);
+                        let b = pick_with(&fast, &index, &tried);
+                        proptest::prop_assert_eq!(a, b);
+                    }
+                }
+            }
+        }
     }
 }

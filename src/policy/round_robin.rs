@@ -58,7 +58,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    fn new(peers: &PeerSet) -> Option<Self> {
+    pub(crate) fn new(peers: &PeerSet) -> Option<Self> {
         if peers.len() < SCHEDULE_MIN_PEERS {
             return None;
         }
@@ -153,17 +153,40 @@ impl<Req> Policy<Req> for RoundRobin {
     }
 }
 
+impl Schedule {
+    /// Switches to nginx's loop, writing into `weights` the state the fast path reached
+    /// (`failed_at`: the fast pick that did not happen).
+    fn take_over(&self, peers: &PeerSet, weights: &mut [Weights], failed_at: Option<u64>) {
+        let before = self.state.fetch_or(SLOW, Relaxed);
+        if before & SLOW == 0 {
+            let picks = failed_at.unwrap_or(before).min(before);
+            self.materialize(peers, weights, picks);
+            self.healthy_run.store(0, Relaxed);
+        }
+    }
+
+    /// nginx's loop among the candidates `filter` keeps, such as `least_conn`'s ties, from
+    /// the exact state reached. Such a pick disturbs the cycle: it does not count towards
+    /// realigning it.
+    pub(crate) fn smooth_among(
+        &self,
+        ctx: &Candidates<'_>,
+        filter: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let peers = ctx.peers();
+        let mut weights = peers.weights();
+        self.take_over(peers, &mut weights, None);
+        self.healthy_run.store(0, Relaxed);
+        ctx.smooth_locked(&mut weights, filter)
+    }
+}
+
 /// nginx's loop, after switching to it from the fast path if needed; realigns the cycle
 /// once every peer has been healthy for a whole cycle.
 fn slow(ctx: &Candidates<'_>, s: &Schedule, failed_at: Option<u64>) -> Option<usize> {
     let peers = ctx.peers();
     let mut weights = peers.weights();
-    let before = s.state.fetch_or(SLOW, Relaxed);
-    if before & SLOW == 0 {
-        let picks = failed_at.unwrap_or(before).min(before);
-        s.materialize(peers, &mut weights, picks);
-        s.healthy_run.store(0, Relaxed);
-    }
+    s.take_over(peers, &mut weights, failed_at);
     let chosen = ctx.smooth_locked(&mut weights, |_| true);
     if ctx.has_tried() || !peers.all_healthy(&weights, ctx.now_ms()) {
         s.healthy_run.store(0, Relaxed);
