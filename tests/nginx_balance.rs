@@ -6,7 +6,10 @@
 //! chose; the same requests are then replayed, in the same order, through the crate's policy
 //! on a `PeerSet` built from the same upstream description, and the two sequences must match:
 //!
-//! - smooth weighted round-robin (`RoundRobin`), three full cycles per weight set;
+//! - smooth weighted round-robin (`RoundRobin`), three full cycles per weight set, and over
+//!   36 peers, where the crate steps through its precomputed cycle;
+//! - `least_conn` (`LeastConn`) the same way: with one request at a time every peer is idle
+//!   and ties, and nginx breaks the tie by its round-robin walk;
 //! - `ip_hash` (`IpHash`) from 300+ source addresses in distinct /24s of 127/8, plus `::1`;
 //! - `hash $arg_k consistent` (`ConsistentHash` + `key::Arg`) over 500+ query keys.
 //!
@@ -26,7 +29,7 @@ use std::time::Instant as StdInstant;
 
 use tokio::time::Instant;
 use tower_upstream::policy::{
-    key, BuildIndex, Candidates, ConsistentHash, IpHash, IpHashKey, Policy, RoundRobin,
+    key, BuildIndex, Candidates, ConsistentHash, IpHash, IpHashKey, LeastConn, Policy, RoundRobin,
 };
 use tower_upstream::{Peer, PeerSet, Tried};
 
@@ -36,6 +39,7 @@ type Req = http::Request<()>;
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Balancer {
     RoundRobin,
+    LeastConn,
     IpHash,
     ConsistentArgK,
 }
@@ -49,7 +53,19 @@ struct Upstream {
 }
 
 /// Number of backend servers the upstreams draw from.
-const BACKENDS: usize = 4;
+const BACKENDS: usize = 36;
+
+/// Every backend once, weights 1, 2, 3, 1, 2, 3, ...: more peers than the 32 up to which the
+/// crate walks them as nginx does.
+const MANY: [(usize, u32, bool); BACKENDS] = {
+    let mut servers = [(0, 0, false); BACKENDS];
+    let mut i = 0;
+    while i < BACKENDS {
+        servers[i] = (i, 1 + (i % 3) as u32, false);
+        i += 1;
+    }
+    servers
+};
 
 const UPSTREAMS: &[Upstream] = &[
     // Round-robin: the weight sets nginx users know from the docs, and one with a `down`
@@ -73,6 +89,22 @@ const UPSTREAMS: &[Upstream] = &[
         name: "rr_down",
         balancer: Balancer::RoundRobin,
         servers: &[(0, 2, false), (1, 5, true), (2, 1, false), (3, 3, false)],
+    },
+    Upstream {
+        name: "rr_many",
+        balancer: Balancer::RoundRobin,
+        servers: &MANY,
+    },
+    // least_conn, one request at a time: ties of every peer.
+    Upstream {
+        name: "lc_3_2_1",
+        balancer: Balancer::LeastConn,
+        servers: &[(0, 3, false), (1, 2, false), (2, 1, false)],
+    },
+    Upstream {
+        name: "lc_many",
+        balancer: Balancer::LeastConn,
+        servers: &MANY,
     },
     // ip_hash: equal and unequal weights, and a `down` peer (nginx re-hashes past it).
     Upstream {
@@ -121,6 +153,7 @@ fn config(front: u16, backend_ports: &[u16], ipv6: bool) -> String {
         let _ = writeln!(c, "    upstream {} {{", u.name);
         match u.balancer {
             Balancer::RoundRobin => {}
+            Balancer::LeastConn => c.push_str("        least_conn;\n"),
             Balancer::IpHash => c.push_str("        ip_hash;\n"),
             Balancer::ConsistentArgK => c.push_str("        hash $arg_k consistent;\n"),
         }
@@ -182,7 +215,7 @@ fn probes(u: &Upstream, ipv6: bool) -> Vec<Probe> {
     let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let path = format!("/{}", u.name);
     match u.balancer {
-        Balancer::RoundRobin => {
+        Balancer::RoundRobin | Balancer::LeastConn => {
             // Three full cycles of the available peers' weights.
             let cycle: u32 = u.servers.iter().filter(|s| !s.2).map(|s| s.1).sum();
             (0..3 * cycle)
@@ -292,12 +325,18 @@ fn crate_picks(u: &Upstream, set: &PeerSet, probes: &[Probe]) -> Vec<usize> {
     let chash = ConsistentHash::new(key::Arg::new("k"));
     let ring = chash.build_index(set);
     let ranges = IpHash::new().build_index(set);
+    // Built once, as an `Upstream` does: the cycle's position is kept between picks.
+    let cycle = RoundRobin::new().build_index(set);
+    let lc_cycle = LeastConn::new().build_index(set);
     probes
         .iter()
         .map(|probe| {
             let pick = match u.balancer {
                 Balancer::RoundRobin => {
-                    Policy::<Req>::pick(&RoundRobin::new(), &candidates, &None, &mut ())
+                    Policy::<Req>::pick(&RoundRobin::new(), &candidates, &cycle, &mut ())
+                }
+                Balancer::LeastConn => {
+                    Policy::<Req>::pick(&LeastConn::new(), &candidates, &lc_cycle, &mut ())
                 }
                 Balancer::IpHash => {
                     let mut key = IpHashKey::new(Some(probe.src));
@@ -411,7 +450,9 @@ async fn policies_pick_the_same_peers_as_nginx() {
                 letters(&ours),
                 &mismatches[..mismatches.len().min(10)]
             );
-        } else if u.balancer == Balancer::RoundRobin {
+        } else if u.servers.len() <= 4
+            && matches!(u.balancer, Balancer::RoundRobin | Balancer::LeastConn)
+        {
             eprintln!("  sequence {}", letters(&ours));
         }
     }
