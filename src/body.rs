@@ -123,10 +123,17 @@ pub(crate) struct Active {
 }
 
 impl Active {
-    /// Counts a request as started on peer `index` (see [`PeerSet::acquire`]).
-    pub(crate) fn acquire(peers: Arc<PeerSet>, index: usize, now: tokio::time::Instant) -> Self {
-        peers.acquire(index, now);
-        Self { peers, index }
+    /// Counts a request as started on peer `index` unless it is at its `max_conns` (see
+    /// [`PeerSet::try_acquire`]).
+    pub(crate) fn try_acquire(
+        peers: &Arc<PeerSet>,
+        index: usize,
+        now: tokio::time::Instant,
+    ) -> Option<Self> {
+        peers.try_acquire(index, now).then(|| Self {
+            peers: Arc::clone(peers),
+            index,
+        })
     }
 
     pub(crate) fn peers(&self) -> &PeerSet {

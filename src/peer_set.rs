@@ -474,6 +474,37 @@ impl PeerSet {
     pub fn acquire(&self, index: usize, now: Instant) {
         let p = &self.peers[index];
         let before = p.conns.fetch_add(1, Relaxed);
+        self.counted(index, before, now);
+    }
+
+    /// [`PeerSet::acquire`] unless peer `index` is at its `max_conns`: whether it was counted.
+    ///
+    /// A pick and its count are two steps, and another thread's request may fill the peer
+    /// between them; nginx, whose shared peers are locked for both, never sends more than
+    /// `max_conns`. Neither does the [`Upstream`](crate::Upstream), which counts with this
+    /// and picks again when it fails.
+    pub fn try_acquire(&self, index: usize, now: Instant) -> bool {
+        let p = &self.peers[index];
+        let max = p.max_conns;
+        if max == 0 {
+            self.acquire(index, now);
+            return true;
+        }
+        let counted = p
+            .conns
+            .fetch_update(Relaxed, Relaxed, |c| (c < max).then_some(c + 1));
+        match counted {
+            Ok(before) => {
+                self.counted(index, before, now);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The rest of nginx's bookkeeping after peer `index`'s count went from `before` up by one.
+    fn counted(&self, index: usize, before: u32, now: Instant) {
+        let p = &self.peers[index];
         if p.max_conns != 0 && before + 1 == p.max_conns {
             // Full: it stops being a candidate, which changes the round-robin sequence.
             self.generation.fetch_add(1, Relaxed);
@@ -796,5 +827,23 @@ mod tests {
         assert!(!s.is_available(0, now), "max_conns still applies");
         s.release(0);
         assert!(s.is_available(0, now));
+    }
+
+    #[test]
+    fn try_acquire_stops_at_max_conns() {
+        let s = PeerSet::new(&[Peer::new("a", ()).max_conns(2), Peer::new("b", ())]);
+        let now = Instant::now();
+        assert!(s.try_acquire(0, now) && s.try_acquire(0, now));
+        assert!(!s.try_acquire(0, now), "full");
+        assert_eq!(
+            s.get(0).unwrap().active(),
+            2,
+            "a refused request is not counted"
+        );
+        s.release(0);
+        assert!(s.try_acquire(0, now));
+        // Without max_conns, always counted.
+        assert!((0..100).all(|_| s.try_acquire(1, now)));
+        assert_eq!(s.get(1).unwrap().active(), 100);
     }
 }

@@ -150,8 +150,14 @@ where
     fn start(&mut self, span: &tracing::Span) -> Option<S> {
         let now = Instant::now();
         let shared = &*self.upstream.shared;
-        let (tier, index) = self.members.select(shared, &mut self.selection, now)?;
-        let active = Active::acquire(Arc::clone(&tier.peers), index, now);
+        let (tier, index, active) = loop {
+            let (tier, index) = self.members.select(shared, &mut self.selection, now)?;
+            // A request on another thread may have filled the peer since the pick: pick
+            // again. The full peer is marked tried, so this ends.
+            if let Some(active) = Active::try_acquire(&tier.peers, index, now) {
+                break (tier, index, active);
+            }
+        };
         let selected = SelectedPeer {
             peers: Arc::clone(&tier.peers),
             index,

@@ -350,3 +350,64 @@ async fn resolve_keeps_one_peer_per_address() {
     assert_eq!(u.peer_names(), ["static", "127.0.0.1:18080"]);
     resolver.abort();
 }
+
+#[test]
+fn max_conns_holds_across_threads() {
+    // Requests on several threads at once: no peer ever serves more than its `max_conns`.
+    const MAX: usize = 2;
+    let in_flight: Arc<Vec<std::sync::atomic::AtomicUsize>> =
+        Arc::new((0..3).map(|_| Default::default()).collect());
+    let most: Arc<Vec<std::sync::atomic::AtomicUsize>> =
+        Arc::new((0..3).map(|_| Default::default()).collect());
+    let peer = |i: usize| {
+        let (in_flight, most) = (Arc::clone(&in_flight), Arc::clone(&most));
+        let svc = Svc::new(service_fn(move |_: Request<ReplayBody<String>>| {
+            let (in_flight, most) = (Arc::clone(&in_flight), Arc::clone(&most));
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = in_flight[i].fetch_add(1, SeqCst) + 1;
+                most[i].fetch_max(now, SeqCst);
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                in_flight[i].fetch_sub(1, SeqCst);
+                Ok::<_, BoxError>(Response::new(String::new()))
+            }
+        }));
+        Peer::new(format!("p{i}"), svc).max_conns(MAX as u32)
+    };
+    let u = Upstream::builder().peers((0..3).map(peer)).build().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let u = u.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let clients = (0..4).map(|_| {
+                        let u = u.clone();
+                        async move {
+                            for _ in 0..2_000 {
+                                let res = u.clone().oneshot(Request::new(String::new())).await;
+                                // All peers full: the upstream's own 502, as nginx answers.
+                                drop(res.unwrap().into_body().collect().await);
+                            }
+                        }
+                    });
+                    futures_util::future::join_all(clients).await;
+                });
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for (i, m) in most.iter().enumerate() {
+        let m = m.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            m <= MAX,
+            "peer p{i} served {m} requests at once, max_conns {MAX}"
+        );
+    }
+}
