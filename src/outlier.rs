@@ -147,4 +147,39 @@ mod tests {
             "the cap keeps the second one in"
         );
     }
+
+    #[test]
+    fn the_cap_holds_when_peers_fail_together() {
+        // Two peers hit their threshold on two threads at the same moment: only one may go.
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        use std::sync::Arc;
+        const ROUNDS: usize = 20_000;
+        let od = OutlierDetection::new().consecutive_5xx(1);
+        // 10 % of 2 rounds up: one at most. A fresh set per round, both threads spinning
+        // until the round starts, so that their `observe` calls overlap.
+        let sets: Arc<Vec<PeerSet>> = Arc::new((0..ROUNDS).map(|_| set(2, od)).collect());
+        let now = Instant::now();
+        let round = Arc::new(AtomicUsize::new(0));
+        let other = {
+            let (sets, round) = (Arc::clone(&sets), Arc::clone(&round));
+            std::thread::spawn(move || {
+                for r in 1..=ROUNDS {
+                    while round.load(SeqCst) < r {
+                        std::hint::spin_loop();
+                    }
+                    sets[r - 1].observe(1, true, now);
+                }
+            })
+        };
+        for r in 1..=ROUNDS {
+            round.store(r, SeqCst);
+            sets[r - 1].observe(0, true, now);
+        }
+        other.join().unwrap();
+        let over = sets
+            .iter()
+            .filter(|s| s.is_ejected(0, now) && s.is_ejected(1, now))
+            .count();
+        assert_eq!(over, 0, "rounds where both peers were ejected");
+    }
 }

@@ -234,6 +234,9 @@ pub struct PeerSet {
     epoch: Instant,
     outlier: Option<OutlierDetection>,
     generation: Arc<AtomicU64>,
+    /// Held while deciding an ejection, so that peers failing together on several threads
+    /// cannot all pass the cap; shared with the sets rebuilt from this one.
+    ejecting: Arc<Mutex<()>>,
 }
 
 impl PeerSet {
@@ -296,6 +299,7 @@ impl PeerSet {
             epoch,
             generation,
             outlier: previous.and_then(|p| p.outlier),
+            ejecting: previous.map_or_else(Default::default, |p| Arc::clone(&p.ejecting)),
         }
     }
 
@@ -607,6 +611,8 @@ impl PeerSet {
         if p.consecutive_5xx.fetch_add(1, Relaxed) + 1 < od.consecutive_5xx {
             return;
         }
+        // Rare (a threshold reached), so a lock costs nothing that matters here.
+        let _deciding = self.ejecting.lock().unwrap_or_else(PoisonError::into_inner);
         let ejected = self
             .peers
             .iter()
