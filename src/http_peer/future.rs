@@ -406,6 +406,9 @@ where
         let mut this = self.project();
         this.body.set(None);
         let mut conn = this.conn.take().expect("connection");
+        // An early answer may come while the end of the request is still in the buffer: the
+        // backend, which waits for it, would read the next request as its rest.
+        let all_written = *this.wpos == conn.wbuf.len();
         if conn.wbuf.capacity() > 4 * WRITE_CHUNK {
             // An upload's large frames went through it: not to be kept while idle.
             conn.wbuf = Vec::new();
@@ -428,7 +431,7 @@ where
             return Ok(response.map(|()| PeerBody::empty()));
         }
         // A body not sent to its end leaves the connection in an unknown state.
-        let reusable = keep_alive && !*this.close && *this.body_done;
+        let reusable = keep_alive && !*this.close && *this.body_done && all_written;
         let pool = reusable.then(|| this.pool.clone());
         Ok(response.map(|()| PeerBody::new(framing, conn, pool)))
     }
@@ -482,3 +485,7 @@ fn end_body(framing: Framing, sent: u64, wbuf: &mut Vec<u8>) -> Result<(), Error
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "future_tests.rs"]
+mod tests;
