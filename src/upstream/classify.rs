@@ -39,11 +39,14 @@ pub(crate) fn classify(err: &(dyn StdError + 'static)) -> Failed {
 }
 
 fn not_sent(err: &(dyn StdError + 'static)) -> bool {
-    chain(err).any(|e| {
+    for e in chain(err) {
         if let Some(e) = e.downcast_ref::<crate::http_peer::Error>() {
+            // The crate's client knows whether it wrote the request: its word is final,
+            // whatever its source says. An established connection can fail with
+            // `EHOSTUNREACH` too, after the request went out.
             return e.is_connect();
         }
-        e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| {
             matches!(
                 io.kind(),
                 ErrorKind::ConnectionRefused
@@ -51,8 +54,11 @@ fn not_sent(err: &(dyn StdError + 'static)) -> bool {
                     | ErrorKind::HostUnreachable
                     | ErrorKind::NetworkUnreachable
             )
-        })
-    })
+        }) {
+            return true;
+        }
+    }
+    false
 }
 
 /// nginx treats POST, LOCK and PATCH as non-idempotent (`NGX_HTTP_POST|LOCK|PATCH`).
@@ -78,6 +84,16 @@ mod tests {
         assert!(classify(&reset).sent);
         let wrapped = std::io::Error::other(std::io::Error::from(ErrorKind::TimedOut));
         assert_eq!(classify(&wrapped).condition, Condition::Timeout);
+    }
+
+    #[test]
+    fn the_peer_client_decides_what_was_sent() {
+        use crate::http_peer::Error;
+        let unreachable = || std::io::Error::from(ErrorKind::HostUnreachable);
+        // Failed while sending or reading, whatever the cause: sent, never to be repeated.
+        assert!(classify(&Error::request(unreachable())).sent);
+        // Failed to connect: not sent.
+        assert!(!classify(&Error::connect(unreachable().into())).sent);
     }
 
     #[test]
