@@ -311,3 +311,60 @@ async fn peers_of_one_client_and_authority_share_connections() {
     assert_eq!(read_all(&c, get("/")).await.1, "ok");
     assert_eq!(backend.accepted(), 2);
 }
+
+/// A backend on a runtime and thread of its own, which outlive the client's runtimes.
+fn backend_on_own_thread() -> Backend {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = runtime();
+        rt.block_on(async move {
+            tx.send(backend(Duration::ZERO, None).await).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_connection_left_by_a_runtime_that_ended_is_not_used() {
+    // One client on two runtimes in turn on one thread, as tests sharing a client do.
+    let backend = backend_on_own_thread();
+    let client = HttpClient::builder().build();
+    let peer = peer(&client, &backend);
+    let first = runtime();
+    assert_eq!(first.block_on(read_all(&peer, get("/"))).1, "ok");
+    drop(first);
+    // The idle connection's runtime is gone, and with it whatever would read its answer: a
+    // POST written on it would reach the backend and fail.
+    let second = runtime();
+    let post = Request::post("/").body(Empty::new()).unwrap();
+    let (status, body) = second.block_on(read_all(&peer, post));
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]));
+    assert_eq!(backend.accepted(), 2, "the POST went on a new connection");
+}
+
+#[test]
+fn idle_connections_are_closed_after_a_runtime_ended_before_its_reaper_ran() {
+    let backend = backend_on_own_thread();
+    let client = HttpClient::builder()
+        .pool_idle_timeout(Duration::from_millis(100))
+        .build();
+    let peer = peer(&client, &backend);
+    let first = runtime();
+    // The connection's return starts the reaper, a task this runtime ends before running.
+    assert_eq!(first.block_on(read_all(&peer, get("/"))).1, "ok");
+    drop(first);
+    runtime().block_on(async {
+        assert_eq!(read_all(&peer, get("/")).await.1, "ok");
+        // The first connection, unusable, was closed; the second closes at its idle
+        // timeout, with no further request to notice it.
+        backend.until_closed(2).await;
+    });
+}

@@ -5,9 +5,10 @@
 //! connection from a spawned task and talks to it over channels, which costs two task
 //! wake-ups and several channel operations per request.
 
+use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
@@ -91,7 +92,7 @@ impl Conn {
     /// otherwise a look at its readiness, with no waker to register and no task budget
     /// spent, as a poll would.
     pub(crate) fn is_reusable(&mut self) -> bool {
-        if !self.rbuf.is_empty() {
+        if !self.rbuf.is_empty() || self.driver_gone() {
             return false;
         }
         if self.rbuf.capacity() < READ_CHUNK / 2 {
@@ -102,6 +103,22 @@ impl Conn {
         matches!(
             self.io.try_read_buf(&mut self.rbuf),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
+    /// Whether the runtime that opened the socket has shut down: its I/O driver will never
+    /// report the socket ready again, yet a read finds it idle. A request written on it
+    /// would reach the peer and its answer never be read (a client shared by runtimes one
+    /// after the other on a thread, as tests do). Asked of the driver with a waker that does
+    /// nothing: no task waits on an idle connection. Outside the task's budget, so that an
+    /// exhausted budget cannot hide the answer.
+    fn driver_gone(&self) -> bool {
+        let ready = pin!(tokio::task::unconstrained(poll_fn(|cx| {
+            self.io.poll_read_ready(cx)
+        })));
+        matches!(
+            ready.poll(&mut Context::from_waker(Waker::noop())),
+            Poll::Ready(Err(_))
         )
     }
 }

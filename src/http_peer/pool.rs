@@ -156,28 +156,48 @@ impl Pool {
         };
         let pool = Arc::downgrade(self);
         let every = (self.config.idle_timeout / 2).max(Duration::from_millis(10));
+        // Made before the task: a task dropped before its first poll (its runtime shutting
+        // down) drops it too, and the flag is cleared.
+        let running = Running {
+            pool: pool.clone(),
+            armed: true,
+        };
         runtime.spawn(async move {
-            let _running = Running(pool.clone());
+            // The whole guard, not only the field the loop sets, belongs to the task.
+            let mut running = running;
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match pool.upgrade() {
-                    Some(pool) if pool.reap() > 0 => {}
-                    _ => return,
+                let Some(pool) = pool.upgrade() else { return };
+                if pool.reap() > 0 {
+                    continue;
                 }
+                running.armed = false;
+                pool.reaper_running.store(false, Ordering::Release);
+                // A check-in that still saw the flag set started no reaper: look again
+                // (the stacks' locks order its push before this look, or the flag before
+                // its own). If another reaper took over meanwhile, the flag is its.
+                if pool.reap() == 0 || pool.reaper_running.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                running.armed = true;
             }
         });
     }
 }
 
-/// Clears `reaper_running` however the reaper ends (returned, or dropped with its runtime),
-/// so that the next connection starts a new one.
-struct Running(Weak<Pool>);
+/// Clears `reaper_running` however the reaper ends (returned, or dropped with its runtime,
+/// polled or not), so that the next connection starts a new one; unless the reaper gave the
+/// flag up already (`armed` false).
+struct Running {
+    pool: Weak<Pool>,
+    armed: bool,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(pool) = self.0.upgrade() {
+        if let Some(pool) = self.pool.upgrade().filter(|_| self.armed) {
             pool.reaper_running.store(false, Ordering::Release);
         }
     }
