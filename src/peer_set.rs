@@ -39,6 +39,10 @@ pub struct PeerState {
     checked: AtomicU64,
     /// Milliseconds since the set's epoch; nginx's `peer->accessed` (last failure).
     accessed: AtomicU64,
+    /// Held while a failure is counted (`fails`, `accessed`, `checked`) and while a success
+    /// decides whether to reset `fails`, which nginx does under its zone's lock: a success
+    /// on another thread cannot then erase a failure.
+    failing: Mutex<()>,
     /// Outlier detection: server errors in a row, times ejected, ejected until (ms).
     consecutive_5xx: AtomicU32,
     ejections: AtomicU32,
@@ -68,6 +72,7 @@ impl PeerState {
             conns: AtomicU32::new(0),
             checked: AtomicU64::new(0),
             accessed: AtomicU64::new(0),
+            failing: Mutex::new(()),
             consecutive_5xx: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -489,6 +494,10 @@ impl PeerSet {
     /// and picks again when it fails.
     pub fn try_acquire(&self, index: usize, now: Instant) -> bool {
         let p = &self.peers[index];
+        let probe = self.claim_probe(p, self.millis(now));
+        let Some(probe) = probe else {
+            return false;
+        };
         let max = p.max_conns;
         if max == 0 {
             self.acquire(index, now);
@@ -502,8 +511,34 @@ impl PeerSet {
                 self.counted(index, before, now);
                 true
             }
-            Err(_) => false,
+            Err(_) => {
+                if let Some((before, claimed)) = probe {
+                    // Not sent after all: the probe is for another request to make.
+                    let _ = p
+                        .checked
+                        .compare_exchange(claimed, before, Relaxed, Relaxed);
+                }
+                false
+            }
         }
+    }
+
+    /// For a peer out after `max_fails` failures whose `fail_timeout` has passed, claims the
+    /// one request that tries it again, by moving `checked` to `now_ms` as nginx does when it
+    /// picks it: `Some(Some((old, now_ms)))`. `None` when another request claimed it first;
+    /// `Some(None)` for a peer that is not out.
+    fn claim_probe(&self, p: &PeerState, now_ms: u64) -> Option<Option<(u64, u64)>> {
+        if self.single || p.max_fails == 0 || p.fails.load(Relaxed) < p.max_fails {
+            return Some(None);
+        }
+        let checked = p.checked.load(Relaxed);
+        if now_ms.saturating_sub(checked) <= p.fail_timeout_ms {
+            return None;
+        }
+        p.checked
+            .compare_exchange(checked, now_ms, Relaxed, Relaxed)
+            .ok()
+            .map(|old| Some((old, now_ms)))
     }
 
     /// The rest of nginx's bookkeeping after peer `index`'s count went from `before` up by one.
@@ -552,9 +587,12 @@ impl PeerSet {
         if failed {
             self.generation.fetch_add(1, Relaxed);
             let now = self.millis(now);
-            let fails = p.fails.fetch_add(1, Relaxed) + 1;
-            p.accessed.store(now, Relaxed);
-            p.checked.store(now, Relaxed);
+            let fails = {
+                let _counting = lock(&p.failing);
+                p.accessed.store(now, Relaxed);
+                p.checked.store(now, Relaxed);
+                p.fails.fetch_add(1, Relaxed) + 1
+            };
             if let Some(drop) = p.weight().checked_div(p.max_fails) {
                 let mut w = self.weights();
                 let e = &mut w[index].effective;
@@ -563,10 +601,14 @@ impl PeerSet {
                     tracing::warn!(peer = %p.name, fails, "upstream server temporarily disabled");
                 }
             }
-        } else if p.accessed.load(Relaxed) < p.checked.load(Relaxed) {
-            let fails = p.fails.swap(0, Relaxed);
-            if p.max_fails != 0 && fails >= p.max_fails {
-                p.recovered(now);
+        } else if p.fails.load(Relaxed) != 0 {
+            // Nothing to reset, nearly always: no lock then.
+            let _deciding = lock(&p.failing);
+            if p.accessed.load(Relaxed) < p.checked.load(Relaxed) {
+                let fails = p.fails.swap(0, Relaxed);
+                if p.max_fails != 0 && fails >= p.max_fails {
+                    p.recovered(now);
+                }
             }
         }
     }
@@ -700,6 +742,15 @@ impl fmt::Debug for Tried {
             .finish()
     }
 }
+
+/// A lock over nothing but the order of a peer's bookkeeping: a panic cannot leave it broken.
+fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+#[path = "peer_set_threads.rs"]
+mod threads;
 
 #[cfg(test)]
 mod tests {
@@ -851,5 +902,22 @@ mod tests {
         // Without max_conns, always counted.
         assert!((0..100).all(|_| s.try_acquire(1, now)));
         assert_eq!(s.get(1).unwrap().active(), 100);
+    }
+
+    #[test]
+    fn a_probe_refused_by_max_conns_is_left_for_the_next_request() {
+        let s = PeerSet::new(&[Peer::new("a", ()).max_conns(1), Peer::new("b", ())]);
+        let t0 = Instant::now();
+        assert!(s.try_acquire(0, t0));
+        s.record(0, true, t0); // out for fail_timeout (10 s), one request still in flight
+        let t = t0 + Duration::from_secs(11);
+        assert!(!s.try_acquire(0, t), "full");
+        s.release(0);
+        assert!(
+            s.is_available(0, t),
+            "the refused request did not use up the probe"
+        );
+        assert!(s.try_acquire(0, t), "the probe");
+        assert!(!s.is_available(0, t), "one probe per fail_timeout");
     }
 }
