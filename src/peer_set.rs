@@ -21,10 +21,12 @@ pub struct PeerState {
     name: Arc<str>,
     route: Arc<str>,
     weight: AtomicU32,
-    max_fails: u32,
-    fail_timeout_ms: u64,
-    slow_start_ms: u64,
-    max_conns: u32,
+    // Configuration, atomic so that a peer kept across a change of membership takes its new
+    // parameters (see `PeerSet::rebuild`) while requests in flight use it.
+    max_fails: AtomicU32,
+    fail_timeout_ms: AtomicU64,
+    slow_start_ms: AtomicU64,
+    max_conns: AtomicU32,
     epoch: Instant,
     /// When the peer came back, for slow start (ms since the epoch; 0: not ramping).
     recovered_at: AtomicU64,
@@ -55,14 +57,14 @@ impl PeerState {
             name: p.name.clone(),
             route: p.route.clone().unwrap_or_else(|| p.name.clone()),
             weight: AtomicU32::new(p.weight),
-            max_fails: p.max_fails,
-            fail_timeout_ms: p.fail_timeout.as_millis().min(u64::MAX as u128) as u64,
-            slow_start_ms: p.slow_start.as_millis().min(u64::MAX as u128) as u64,
+            max_fails: AtomicU32::new(p.max_fails),
+            fail_timeout_ms: AtomicU64::new(millis_of(p.fail_timeout)),
+            slow_start_ms: AtomicU64::new(millis_of(p.slow_start)),
             epoch,
             recovered_at: AtomicU64::new(0),
             generation: Arc::clone(generation),
             counters: Counters::default(),
-            max_conns: p.max_conns,
+            max_conns: AtomicU32::new(p.max_conns),
             status: AtomicU8::new(if p.down {
                 PeerStatus::Down
             } else {
@@ -96,17 +98,17 @@ impl PeerState {
 
     /// The configured `max_fails`.
     pub fn max_fails(&self) -> u32 {
-        self.max_fails
+        self.max_fails.load(Relaxed)
     }
 
     /// The configured `fail_timeout`.
     pub fn fail_timeout(&self) -> Duration {
-        Duration::from_millis(self.fail_timeout_ms)
+        Duration::from_millis(self.fail_timeout_ms.load(Relaxed))
     }
 
     /// The configured `max_conns` (0 = unlimited).
     pub fn max_conns(&self) -> u32 {
-        self.max_conns
+        self.max_conns.load(Relaxed)
     }
 
     /// The peer's administrative status.
@@ -128,7 +130,7 @@ impl PeerState {
 
     fn recovered(&self, now: Instant) {
         self.generation.fetch_add(1, Relaxed);
-        if self.slow_start_ms != 0 {
+        if self.slow_start_ms.load(Relaxed) != 0 {
             let ms = now.saturating_duration_since(self.epoch).as_millis() as u64 + 1;
             self.recovered_at.store(ms, Relaxed);
         }
@@ -145,11 +147,34 @@ impl PeerState {
             return weight;
         }
         let elapsed = now_ms.saturating_sub(since);
-        if elapsed >= self.slow_start_ms {
+        // Read once: a change of membership may set it meanwhile, to 0 too.
+        let slow_start = self.slow_start_ms.load(Relaxed);
+        if elapsed >= slow_start {
             return weight;
         }
-        let cap = u128::from(self.weight()) * u128::from(elapsed) / u128::from(self.slow_start_ms);
+        let cap = u128::from(self.weight()) * u128::from(elapsed) / u128::from(slow_start);
         (cap as i64).max(1)
+    }
+
+    /// Takes `p`'s parameters, keeping the run-time state (requests in flight, failures,
+    /// statistics): `max_fails`, `fail_timeout`, `max_conns`, `slow_start`, and `down`, which
+    /// marks it down (a peer not configured `down` keeps the status it has). The weight is
+    /// the caller's, with the round-robin state; the name and route stay.
+    fn configure<S>(&self, p: &Peer<S>) {
+        self.max_fails.store(p.max_fails, Relaxed);
+        self.fail_timeout_ms
+            .store(millis_of(p.fail_timeout), Relaxed);
+        self.slow_start_ms.store(millis_of(p.slow_start), Relaxed);
+        self.max_conns.store(p.max_conns, Relaxed);
+        if p.down {
+            self.set_status(PeerStatus::Down);
+        }
+    }
+
+    /// `fails >= max_fails`, with failures counted (`max_fails` not 0).
+    fn failed_out(&self) -> bool {
+        let max = self.max_fails();
+        max != 0 && self.fails.load(Relaxed) >= max
     }
 
     /// Whether the peer is marked down.
@@ -258,7 +283,8 @@ impl PeerSet {
 
     /// A set of `peers`; those already in `previous` (same name) keep their state, their
     /// counters and their round-robin weights, so a change of membership disturbs nobody
-    /// else. In-flight requests still hold `previous` and finish on it.
+    /// else, and take their new parameters (see `PeerState::configure`). In-flight requests
+    /// still hold `previous` and finish on it.
     pub(crate) fn rebuild<S>(peers: &[Peer<S>], single: bool, previous: Option<&PeerSet>) -> Self {
         let epoch = previous.map_or_else(Instant::now, |p| p.epoch);
         let generation = previous.map_or_else(
@@ -275,6 +301,7 @@ impl PeerSet {
         for p in peers {
             match old(&p.name) {
                 Some((state, w)) => {
+                    state.configure(p);
                     let changed = state.weight.swap(p.weight, Relaxed) != p.weight;
                     weights.push(if changed {
                         Weights {
@@ -389,12 +416,12 @@ impl PeerSet {
     /// How many milliseconds more peer `p` stays out because of its failures or an
     /// ejection (`None`: neither keeps it out at `now_ms`).
     fn unavailable_until(&self, p: &PeerState, now_ms: u64) -> Option<u64> {
-        let failed = !self.single && p.max_fails != 0 && p.fails.load(Relaxed) >= p.max_fails;
+        let failed = !self.single && p.failed_out();
         // `is_usable_at` keeps a failed peer out while `now - checked <= fail_timeout`.
         let back = if failed {
             p.checked
                 .load(Relaxed)
-                .saturating_add(p.fail_timeout_ms)
+                .saturating_add(p.fail_timeout_ms.load(Relaxed))
                 .saturating_add(1)
         } else {
             0
@@ -465,16 +492,16 @@ impl PeerSet {
             _ => return false,
         }
         if !self.single
-            && p.max_fails != 0
-            && p.fails.load(Relaxed) >= p.max_fails
-            && now_ms.saturating_sub(p.checked.load(Relaxed)) <= p.fail_timeout_ms
+            && p.failed_out()
+            && now_ms.saturating_sub(p.checked.load(Relaxed)) <= p.fail_timeout_ms.load(Relaxed)
         {
             return false;
         }
         if p.ejected_until.load(Relaxed) > now_ms {
             return false;
         }
-        p.max_conns == 0 || p.conns.load(Relaxed) < p.max_conns
+        let max = p.max_conns();
+        max == 0 || p.conns.load(Relaxed) < max
     }
 
     /// Counts a request to peer `index` as started (nginx's bookkeeping after a pick):
@@ -498,7 +525,7 @@ impl PeerSet {
         let Some(probe) = probe else {
             return false;
         };
-        let max = p.max_conns;
+        let max = p.max_conns();
         if max == 0 {
             self.acquire(index, now);
             return true;
@@ -528,11 +555,11 @@ impl PeerSet {
     /// picks it: `Some(Some((old, now_ms)))`. `None` when another request claimed it first;
     /// `Some(None)` for a peer that is not out.
     fn claim_probe(&self, p: &PeerState, now_ms: u64) -> Option<Option<(u64, u64)>> {
-        if self.single || p.max_fails == 0 || p.fails.load(Relaxed) < p.max_fails {
+        if self.single || !p.failed_out() {
             return Some(None);
         }
         let checked = p.checked.load(Relaxed);
-        if now_ms.saturating_sub(checked) <= p.fail_timeout_ms {
+        if now_ms.saturating_sub(checked) <= p.fail_timeout_ms.load(Relaxed) {
             return None;
         }
         p.checked
@@ -544,13 +571,14 @@ impl PeerSet {
     /// The rest of nginx's bookkeeping after peer `index`'s count went from `before` up by one.
     fn counted(&self, index: usize, before: u32, now: Instant) {
         let p = &self.peers[index];
-        if p.max_conns != 0 && before + 1 == p.max_conns {
+        let max = p.max_conns();
+        if max != 0 && before + 1 == max {
             // Full: it stops being a candidate, which changes the round-robin sequence.
             self.generation.fetch_add(1, Relaxed);
         }
         let now = self.millis(now);
         let checked = p.checked.load(Relaxed);
-        if now.saturating_sub(checked) > p.fail_timeout_ms {
+        if now.saturating_sub(checked) > p.fail_timeout_ms.load(Relaxed) {
             let _ = p.checked.compare_exchange(checked, now, Relaxed, Relaxed);
         }
     }
@@ -568,7 +596,8 @@ impl PeerSet {
             .conns
             .fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(1)))
             .unwrap_or(0);
-        if p.max_conns != 0 && before == p.max_conns {
+        let max = p.max_conns();
+        if max != 0 && before == max {
             self.generation.fetch_add(1, Relaxed);
         }
     }
@@ -593,11 +622,11 @@ impl PeerSet {
                 p.checked.store(now, Relaxed);
                 p.fails.fetch_add(1, Relaxed) + 1
             };
-            if let Some(drop) = p.weight().checked_div(p.max_fails) {
+            if let Some(drop) = p.weight().checked_div(p.max_fails()) {
                 let mut w = self.weights();
                 let e = &mut w[index].effective;
                 *e = (*e - i64::from(drop)).max(0);
-                if fails >= p.max_fails {
+                if fails >= p.max_fails() {
                     tracing::warn!(peer = %p.name, fails, "upstream server temporarily disabled");
                 }
             }
@@ -606,7 +635,8 @@ impl PeerSet {
             let _deciding = lock(&p.failing);
             if p.accessed.load(Relaxed) < p.checked.load(Relaxed) {
                 let fails = p.fails.swap(0, Relaxed);
-                if p.max_fails != 0 && fails >= p.max_fails {
+                let max = p.max_fails();
+                if max != 0 && fails >= max {
                     p.recovered(now);
                 }
             }
@@ -741,6 +771,11 @@ impl fmt::Debug for Tried {
             .entries((0..n).filter(|&i| self.contains(i)))
             .finish()
     }
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis_of(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
 /// A lock over nothing but the order of a peer's bookkeeping: a panic cannot leave it broken.
@@ -902,6 +937,35 @@ mod tests {
         // Without max_conns, always counted.
         assert!((0..100).all(|_| s.try_acquire(1, now)));
         assert_eq!(s.get(1).unwrap().active(), 100);
+    }
+
+    #[test]
+    fn a_kept_peer_takes_its_new_parameters_and_keeps_its_state() {
+        let now = Instant::now();
+        let before = PeerSet::new(&[Peer::new("a", ()), Peer::new("b", ())]);
+        before.acquire(0, now);
+        before.record(0, true, now);
+        let changed = Peer::new("a", ())
+            .weight(3)
+            .max_conns(1)
+            .max_fails(5)
+            .fail_timeout(Duration::from_secs(60))
+            .down();
+        let after = PeerSet::rebuild(&[changed, Peer::new("b", ())], false, Some(&before));
+        let a = after.get(0).unwrap();
+        assert_eq!(
+            (a.weight(), a.max_conns(), a.max_fails(), a.fail_timeout()),
+            (3, 1, 5, Duration::from_secs(60))
+        );
+        assert!(a.is_down());
+        assert_eq!(
+            (a.active(), a.fails()),
+            (1, 1),
+            "in flight and failed, as before"
+        );
+        // The request in flight ends on the set it started with: the state is one.
+        before.release(0);
+        assert_eq!(after.get(0).unwrap().active(), 0);
     }
 
     #[test]

@@ -64,7 +64,8 @@ where
         Ok(())
     }
 
-    /// Adds `peer`, or replaces the peer of the same name (keeping its state).
+    /// Adds `peer`, or replaces the peer of the same name: its state (requests in flight,
+    /// failures, statistics) stays, its parameters are `peer`'s (its name and route stay).
     pub fn replace_peer(&self, peer: Peer<S>) -> Result<(), ConfigError> {
         self.shared.change(|peers| {
             match peers.iter().position(|p| p.name() == peer.name()) {
