@@ -508,9 +508,13 @@ impl PeerSet {
     /// `conns += 1`, and `checked` moves to `now` once `fail_timeout` has passed since the
     /// last check, which lets the next success reset the failure count.
     pub fn acquire(&self, index: usize, now: Instant) {
+        self.acquire_at(index, self.millis(now));
+    }
+
+    fn acquire_at(&self, index: usize, now_ms: u64) {
         let p = &self.peers[index];
         let before = p.conns.fetch_add(1, Relaxed);
-        self.counted(index, before, now);
+        self.counted(index, before, now_ms);
     }
 
     /// [`PeerSet::acquire`] unless peer `index` is at its `max_conns`: whether it was counted.
@@ -521,13 +525,13 @@ impl PeerSet {
     /// and picks again when it fails.
     pub fn try_acquire(&self, index: usize, now: Instant) -> bool {
         let p = &self.peers[index];
-        let probe = self.claim_probe(p, self.millis(now));
-        let Some(probe) = probe else {
+        let now_ms = self.millis(now);
+        let Some(probe) = self.claim_probe(p, now_ms) else {
             return false;
         };
         let max = p.max_conns();
         if max == 0 {
-            self.acquire(index, now);
+            self.acquire_at(index, now_ms);
             return true;
         }
         let counted = p
@@ -535,7 +539,7 @@ impl PeerSet {
             .fetch_update(Relaxed, Relaxed, |c| (c < max).then_some(c + 1));
         match counted {
             Ok(before) => {
-                self.counted(index, before, now);
+                self.counted(index, before, now_ms);
                 true
             }
             Err(_) => {
@@ -569,14 +573,13 @@ impl PeerSet {
     }
 
     /// The rest of nginx's bookkeeping after peer `index`'s count went from `before` up by one.
-    fn counted(&self, index: usize, before: u32, now: Instant) {
+    fn counted(&self, index: usize, before: u32, now: u64) {
         let p = &self.peers[index];
         let max = p.max_conns();
         if max != 0 && before + 1 == max {
             // Full: it stops being a candidate, which changes the round-robin sequence.
             self.generation.fetch_add(1, Relaxed);
         }
-        let now = self.millis(now);
         let checked = p.checked.load(Relaxed);
         if now.saturating_sub(checked) > p.fail_timeout_ms.load(Relaxed) {
             let _ = p.checked.compare_exchange(checked, now, Relaxed, Relaxed);
