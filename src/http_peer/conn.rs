@@ -109,12 +109,13 @@ impl Conn {
     /// Whether the runtime that opened the socket has shut down: its I/O driver will never
     /// report the socket ready again, yet a read finds it idle. A request written on it
     /// would reach the peer and its answer never be read (a client shared by runtimes one
-    /// after the other on a thread, as tests do). Asked of the driver with a waker that does
-    /// nothing: no task waits on an idle connection. Outside the task's budget, so that an
-    /// exhausted budget cannot hide the answer.
+    /// after the other on a thread, as tests do). Asked of the driver through the write
+    /// side, which an idle connection has ready (no lock, no waker stored), with a waker
+    /// that does nothing: no task waits on an idle connection. Outside the task's budget,
+    /// so that an exhausted budget cannot hide the answer.
     fn driver_gone(&self) -> bool {
         let ready = pin!(tokio::task::unconstrained(poll_fn(|cx| {
-            self.io.poll_read_ready(cx)
+            self.io.poll_write_ready(cx)
         })));
         matches!(
             ready.poll(&mut Context::from_waker(Waker::noop())),
