@@ -169,6 +169,10 @@ measure() {
   steal=$(awk -v a="$s0" -v b="$s1" 'BEGIN {
     split(a, x, " "); split(b, y, " "); t = y[2] - x[2]
     printf "%.1f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0) }')
+  # A target that answers errors fast must not pass for a fast one: wrk counts answers other
+  # than 2xx/3xx, and socket errors, in lines it prints only when there are some.
+  { grep -E "Non-2xx|Socket errors" <<<"$out" || true; } |
+    sed "s|^ *|$1, $3 connections: |" >>"$tmp/errors"
   echo "$rps $(to_ms "$p50") $(to_ms "$p99") $cpu $user $wait $steal"
 }
 
@@ -282,6 +286,12 @@ done
 echo
 echo "target: gateway / nginx requests/s at least 1.00x and p99 at most 1.00x (paired medians)"
 printf '%s\n' "${verdict[@]}"
+if [ -s "$tmp/errors" ]; then
+  echo "errors (these rounds' figures are not comparable):"
+  cat "$tmp/errors"
+else
+  echo "errors: none (every answer 2xx or 3xx, no socket error)"
+fi
 
 # Memory: the gateway holding many idle client connections.
 pin 0
