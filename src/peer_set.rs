@@ -526,9 +526,10 @@ impl PeerSet {
     pub fn try_acquire(&self, index: usize, now: Instant) -> bool {
         let p = &self.peers[index];
         let now_ms = self.millis(now);
-        let Some(probe) = self.claim_probe(p, now_ms) else {
+        let probe = self.claim_probe(p, now_ms);
+        if let Probe::Taken = probe {
             return false;
-        };
+        }
         let max = p.max_conns();
         if max == 0 {
             self.acquire_at(index, now_ms);
@@ -543,11 +544,9 @@ impl PeerSet {
                 true
             }
             Err(_) => {
-                if let Some((before, claimed)) = probe {
+                if let Probe::Claimed { before, at } = probe {
                     // Not sent after all: the probe is for another request to make.
-                    let _ = p
-                        .checked
-                        .compare_exchange(claimed, before, Relaxed, Relaxed);
+                    let _ = p.checked.compare_exchange(at, before, Relaxed, Relaxed);
                 }
                 false
             }
@@ -556,20 +555,25 @@ impl PeerSet {
 
     /// For a peer out after `max_fails` failures whose `fail_timeout` has passed, claims the
     /// one request that tries it again, by moving `checked` to `now_ms` as nginx does when it
-    /// picks it: `Some(Some((old, now_ms)))`. `None` when another request claimed it first;
-    /// `Some(None)` for a peer that is not out.
-    fn claim_probe(&self, p: &PeerState, now_ms: u64) -> Option<Option<(u64, u64)>> {
+    /// picks it.
+    fn claim_probe(&self, p: &PeerState, now_ms: u64) -> Probe {
         if self.single || !p.failed_out() {
-            return Some(None);
+            return Probe::NotOut;
         }
         let checked = p.checked.load(Relaxed);
-        if now_ms.saturating_sub(checked) <= p.fail_timeout_ms.load(Relaxed) {
-            return None;
+        let due = now_ms.saturating_sub(checked) > p.fail_timeout_ms.load(Relaxed);
+        if due
+            && p.checked
+                .compare_exchange(checked, now_ms, Relaxed, Relaxed)
+                .is_ok()
+        {
+            Probe::Claimed {
+                before: checked,
+                at: now_ms,
+            }
+        } else {
+            Probe::Taken
         }
-        p.checked
-            .compare_exchange(checked, now_ms, Relaxed, Relaxed)
-            .ok()
-            .map(|old| Some((old, now_ms)))
     }
 
     /// The rest of nginx's bookkeeping after peer `index`'s count went from `before` up by one.
@@ -774,6 +778,16 @@ impl fmt::Debug for Tried {
             .entries((0..n).filter(|&i| self.contains(i)))
             .finish()
     }
+}
+
+/// What [`PeerSet::claim_probe`] found.
+enum Probe {
+    /// The peer is not out for failures: no probe to claim.
+    NotOut,
+    /// This request is the peer's probe; `checked` moved from `before` to `at`.
+    Claimed { before: u64, at: u64 },
+    /// Another request claimed the probe first.
+    Taken,
 }
 
 /// A duration in whole milliseconds, saturating.
@@ -985,6 +999,7 @@ mod tests {
             "the refused request did not use up the probe"
         );
         assert!(s.try_acquire(0, t), "the probe");
+        s.release(0); // room again: only the probe keeps it out now
         assert!(!s.is_available(0, t), "one probe per fail_timeout");
     }
 }
