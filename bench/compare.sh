@@ -38,6 +38,11 @@
 # kernel's default; needs root) sets it for the run and restores it after: the vCPU then polls
 # up to 200 us before it halts.
 #
+# BUSY_POLL=USECS runs the gateway with --busy-poll USECS: each worker polls its sockets
+# without sleeping until USECS after its last request, as HAProxy's busy-polling does, so its
+# vCPU does not halt between the requests of a connection. It spends CPU time to do so, which
+# the cpu column shows; nginx has no such setting.
+#
 # Needs nginx and wrk (Debian: apt-get install nginx wrk) and python3. Installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +54,7 @@ CONFIGS=${CONFIGS:-"1 1pin 1core 2"}
 CONNS=${CONNS:-"1 64"}
 IDLE=${IDLE:-10000}
 HALT_POLL_NS=${HALT_POLL_NS:-}
+BUSY_POLL=${BUSY_POLL:-}
 HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 B1=127.0.0.1:19081 B2=127.0.0.1:19082 NGINX=127.0.0.1:19090 GATEWAY=127.0.0.1:19095
 
@@ -107,7 +113,7 @@ start_nginx() {
 start_gateway() {
   # In a session of its own, as nginx's daemon is (see the note at the top).
   setsid "${proxy_cpu[@]}" target/release/gateway --workers "$1" --listen "$GATEWAY" \
-    --peer "$B1=1" --peer "$B2=1" >/dev/null &
+    --peer "$B1=1" --peer "$B2=1" ${BUSY_POLL:+--busy-poll "$BUSY_POLL"} >/dev/null &
   gateway_pid=$!
   pids+=($gateway_pid)
   wait_port "$GATEWAY"
@@ -206,6 +212,8 @@ idle=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo un
 [ -r "$HALT_POLL" ] && idle="$idle, guest_halt_poll_ns $(cat "$HALT_POLL")"
 [ -n "$halt_poll_was" ] && idle="$idle (set for this run; was $halt_poll_was)"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), cpuidle $idle"
+[ -n "$BUSY_POLL" ] &&
+  echo "gateway: --busy-poll $BUSY_POLL (polls, not sleeping, until $BUSY_POLL us after a request)"
 echo "wrk -t1, $ROUNDS rounds of $DURATION per target, targets in alternation (direct nginx"
 echo "  gateway, then direct gateway nginx); medians shown"
 echo "ratio: gateway / nginx of the medians; paired: the median of each round's own ratio,"

@@ -135,3 +135,42 @@ async fn a_second_gateway_on_a_taken_port_does_not_start() {
     // The first one still serves.
     assert_eq!(support::get(addr, "/index.jsp").await.0, 200);
 }
+
+/// Time the gateway's main thread (its first worker, here the only one) has run, from
+/// `/proc/PID/schedstat`.
+fn on_cpu(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap();
+    let ns = stat.split_whitespace().next().unwrap().parse().unwrap();
+    std::time::Duration::from_nanos(ns)
+}
+
+/// `--busy-poll USECS`: after a request the worker keeps running, polling its sockets, until
+/// USECS have passed without one; then it sleeps in the kernel again.
+#[tokio::test]
+async fn busy_poll_polls_after_a_request_then_sleeps() {
+    use std::time::Duration;
+    let (addr, guard) = start(&["--workers", "1", "--busy-poll", "1000000"]);
+    let pid = guard.0.id();
+    let (status, _, body) = support::get(addr, "/index.jsp").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("tomcat1"), "{body}");
+    let start = on_cpu(pid);
+    std::thread::sleep(Duration::from_millis(300));
+    let polling = on_cpu(pid) - start;
+    // Polling, it runs whenever it gets a core: most of the 300 ms on an idle machine, and
+    // still a good share of them on a busy one.
+    assert!(polling > Duration::from_millis(30), "{polling:?}");
+    // The 1 s window has passed: asleep.
+    std::thread::sleep(Duration::from_millis(1200));
+    let start = on_cpu(pid);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = on_cpu(pid) - start;
+    assert!(idle < Duration::from_millis(15), "{idle:?}");
+    // And a request wakes it to serve and poll again.
+    let (status, _, body) = support::get(addr, "/index.jsp").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("tomcat2"), "{body}");
+    let start = on_cpu(pid);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(on_cpu(pid) - start > Duration::from_millis(30));
+}

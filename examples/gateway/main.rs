@@ -10,7 +10,8 @@
 //! The upstream's status page is at `/upstream-status` (`?format=json` for JSON).
 //!
 //! Options: `--listen ADDR` (default 127.0.0.1:8080), `--peer HOST:PORT[=WEIGHT]` (repeat),
-//! `--backup HOST:PORT`, `--policy round-robin|ip-hash|least-conn|random-two`.
+//! `--backup HOST:PORT`, `--policy round-robin|ip-hash|least-conn|random-two`, `--workers N`
+//! (default: one per core), `--busy-poll USECS` (see `busy_poll`; default off).
 //!
 //! Or a whole gateway from a file (`tower_upstream::config`), its `listen` addresses used
 //! unless `--listen` is given:
@@ -24,16 +25,19 @@
 //! printed to stderr.
 
 mod adapter;
+mod busy_poll;
 mod timer;
 mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use adapter::InPlace;
+use busy_poll::Activity;
 use bytes::Bytes;
 use futures_util::future::{self, TryFutureExt};
 use http::{Request, Response};
@@ -61,13 +65,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str = "usage: gateway [--listen ADDR] [--peer HOST:PORT[=WEIGHT]]... \
 [--backup HOST:PORT]... [--policy round-robin|ip-hash|least-conn|random-two] [--workers N] \
-[--config FILE.toml | --nginx-conf FILE]";
+[--busy-poll USECS] [--config FILE.toml | --nginx-conf FILE]";
 
 struct Args {
     listen: SocketAddr,
     peers: Vec<(String, u32, bool)>,
     policy: String,
     workers: usize,
+    /// `--busy-poll`: how long a worker polls after its last request before it sleeps.
+    busy_poll: Option<Duration>,
     /// `--listen` was given.
     listen_set: bool,
     config: Option<PathBuf>,
@@ -80,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
         peers: Vec::new(),
         policy: "round-robin".into(),
         workers: 0,
+        busy_poll: None,
         listen_set: false,
         config: None,
         nginx_conf: None,
@@ -109,6 +116,10 @@ fn parse_args() -> Result<Args, String> {
             "--policy" => args.policy = value()?,
             "--workers" => {
                 args.workers = value()?.parse().map_err(|e| format!("--workers: {e}"))?;
+            }
+            "--busy-poll" => {
+                let us: u64 = value()?.parse().map_err(|e| format!("--busy-poll: {e}"))?;
+                args.busy_poll = (us > 0).then(|| Duration::from_micros(us));
             }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -182,11 +193,20 @@ where
     // it from the connection (`with_client_addr`). The extension, a map allocated for each
     // request, is added only where the policy reads it.
     let addr_extension = args.policy == "ip-hash";
+    let busy_poll = args.busy_poll;
     let sets = listeners.into_iter().map(|l| vec![l]).collect();
     workers::run(sets, move |connections| {
         let (upstream, status_page, headers) =
             (upstream.clone(), status_page.clone(), headers.clone());
-        accept_proxy(connections, upstream, status_page, headers, addr_extension)
+        let activity = busy_poll.map(busy_poll::start);
+        accept_proxy(
+            connections,
+            upstream,
+            status_page,
+            headers,
+            addr_extension,
+            activity,
+        )
     })
     .await?;
     Ok(())
@@ -199,6 +219,7 @@ async fn accept_proxy<P>(
     status_page: StatusPage,
     headers: ProxyHeadersLayer,
     addr_extension: bool,
+    activity: Option<Arc<Activity>>,
 ) -> std::io::Result<()>
 where
     P: BuildIndex + Policy<Request<Incoming>> + Send + Sync + 'static,
@@ -213,8 +234,12 @@ where
         let proxy = headers
             .layer(upstream.clone())
             .with_client_addr(client.ip());
+        let activity = activity.clone();
         let svc = ServiceBuilder::new()
             .map_request(move |mut req: Request<Incoming>| {
+                if let Some(activity) = &activity {
+                    activity.request();
+                }
                 if addr_extension {
                     req.extensions_mut().insert(client);
                 }
@@ -374,8 +399,13 @@ async fn serve_config(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             set.push(listener);
         }
     }
+    let busy_poll = args.busy_poll;
     workers::run(sets, move |connections| {
-        accept(connections, gateway.clone())
+        accept(
+            connections,
+            gateway.clone(),
+            busy_poll.map(busy_poll::start),
+        )
     })
     .await?;
     Ok(())
@@ -395,7 +425,11 @@ fn read_toml(_: &Path) -> Result<GatewayConfig, Box<dyn std::error::Error>> {
 }
 
 /// Serves `gateway` on this worker's connections, as `run` serves the upstream.
-async fn accept(mut connections: Connections, gateway: Gateway) -> std::io::Result<()> {
+async fn accept(
+    mut connections: Connections,
+    gateway: Gateway,
+    activity: Option<Arc<Activity>>,
+) -> std::io::Result<()> {
     loop {
         let Accepted {
             stream,
@@ -403,15 +437,22 @@ async fn accept(mut connections: Connections, gateway: Gateway) -> std::io::Resu
             live,
         } = connections.accept().await?;
         let svc = ServiceBuilder::new()
-            .map_request(with_client(client))
+            .map_request(with_client(client, activity.clone()))
             .service(gateway.clone());
         tokio::spawn(serve(stream, InPlace::new(svc), live));
     }
 }
 
 /// Puts the client's address in each request: `$remote_addr` and `ip_hash` read it there.
-fn with_client(client: SocketAddr) -> impl Fn(Request<Incoming>) -> Request<Incoming> + Clone {
+/// Counts the request for `--busy-poll`.
+fn with_client(
+    client: SocketAddr,
+    activity: Option<Arc<Activity>>,
+) -> impl Fn(Request<Incoming>) -> Request<Incoming> + Clone {
     move |mut req| {
+        if let Some(activity) = &activity {
+            activity.request();
+        }
         req.extensions_mut().insert(client);
         req
     }
