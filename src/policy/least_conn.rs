@@ -1,3 +1,5 @@
+use std::cell::Cell;
+
 use super::{BuildIndex, Candidates, Policy, RoundRobin, Schedule};
 use crate::PeerSet;
 
@@ -8,10 +10,11 @@ use crate::PeerSet;
 /// Active requests are counted by the [`Upstream`] from the pick until the response body is
 /// finished or dropped.
 ///
-/// Like nginx, a pick walks every peer to find the fewest. When every peer ties (all idle, or
-/// all equally busy), nginx's second walk among the ties is the plain round-robin pick, and
-/// for more than 32 peers it is made as [`RoundRobin`] makes it: in constant time, from a
-/// precomputed cycle of the same sequence.
+/// Like nginx, a pick walks every peer to find the fewest; that walk also lists the peers
+/// that tie, and nginx's second walk goes over the list alone. When every peer ties (all
+/// idle, or all equally busy), that second walk is the plain round-robin pick, and for more
+/// than 32 peers it is made as [`RoundRobin`] makes it: in constant time, from a precomputed
+/// cycle of the same sequence.
 ///
 /// ```
 /// use tokio::time::Instant;
@@ -58,46 +61,58 @@ impl<Req> Policy<Req> for LeastConn {
         if peers.is_single() {
             return ctx.smooth(|_| true);
         }
-        // The first candidate with the fewest per weight, and how many candidates tie with it.
-        let mut best: Option<(usize, u64, u64)> = None;
-        let mut ties = 0;
-        for (i, p) in peers.iter().enumerate() {
-            if !ctx.is_candidate(i) {
-                continue;
+        // The list of ties is kept between picks, so that a pick allocates nothing.
+        let mut ties = TIES.try_with(Cell::take).unwrap_or_default();
+        let chosen = pick_among_ties::<Req>(ctx, schedule, &mut ties);
+        let _ = TIES.try_with(|t| t.set(ties));
+        chosen
+    }
+}
+
+thread_local! {
+    static TIES: Cell<Vec<usize>> = const { Cell::new(Vec::new()) };
+}
+
+/// nginx's two walks: the first finds the fewest active requests per weight and lists the
+/// candidates that tie with it; the second, the smooth round-robin, goes over that list only.
+fn pick_among_ties<Req>(
+    ctx: &Candidates<'_>,
+    schedule: &Option<Schedule>,
+    ties: &mut Vec<usize>,
+) -> Option<usize> {
+    let peers = ctx.peers();
+    ties.clear();
+    // Active requests and weight of the first candidate with the fewest per weight.
+    let mut best: Option<(u64, u64)> = None;
+    for (i, p) in peers.iter().enumerate() {
+        if !ctx.is_candidate(i) {
+            continue;
+        }
+        let (conns, weight) = (u64::from(p.active()), u64::from(p.weight()));
+        match best {
+            Some((bc, bw)) if conns * bw > bc * weight => {}
+            Some((bc, bw)) if conns * bw == bc * weight => ties.push(i),
+            _ => {
+                best = Some((conns, weight));
+                ties.clear();
+                ties.push(i);
             }
-            let (conns, weight) = (u64::from(p.active()), u64::from(p.weight()));
-            match best {
-                Some((_, bc, bw)) if conns * bw > bc * weight => {}
-                Some((_, bc, bw)) if conns * bw == bc * weight => ties += 1,
-                _ => {
-                    best = Some((i, conns, weight));
-                    ties = 1;
-                }
-            }
         }
-        let (first, bc, bw) = best?;
-        if ties == 1 {
-            // A clear winner: nginx leaves the round-robin weights alone.
-            return Some(first);
-        }
-        if ties == peers.len() {
-            // Every peer is a candidate and they all tie: nginx's walk among the ties is the
-            // round-robin pick.
-            return Policy::<Req>::pick(&RoundRobin, ctx, schedule, &mut ());
-        }
-        let tied = |i: usize| {
-            i >= first
-                && peers
-                    .get(i)
-                    .is_some_and(|p| u64::from(p.active()) * bw == bc * u64::from(p.weight()))
-        };
-        let chosen = match schedule {
-            Some(s) => s.smooth_among(ctx, tied),
-            None => ctx.smooth(tied),
-        };
-        // Requests that started or ended on other threads since the first walk may have
-        // left no peer tied with it: the first walk's winner is still a fair pick.
-        chosen.or(Some(first))
+    }
+    match ties.len() {
+        0 => None,
+        // A clear winner: nginx leaves the round-robin weights alone.
+        1 => Some(ties[0]),
+        // Every peer is a candidate and they all tie: nginx's walk among the ties is the
+        // round-robin pick.
+        n if n == peers.len() => Policy::<Req>::pick(&RoundRobin, ctx, schedule, &mut ()),
+        // Requests that start or end on other threads meanwhile do not change the list:
+        // the pick is made from the counts the first walk read, as nginx makes both walks
+        // from one state.
+        _ => match schedule {
+            Some(s) => s.smooth_among(ctx, ties),
+            None => ctx.smooth_listed(&mut peers.weights(), ties),
+        },
     }
 }
 
@@ -180,6 +195,53 @@ mod tests {
         Policy::<()>::pick(&LeastConn, &ctx, index, &mut ())
     }
 
+    /// nginx's `least_conn` (its module's two walks) over healthy peers of `weights`, with
+    /// `state` their (current, effective) weights and `active` their requests in flight,
+    /// skipping those `tried`: the model the picks are checked against.
+    fn nginx_pick(
+        weights: &[u32],
+        state: &mut [(i64, i64)],
+        active: &[u64],
+        tried: &Tried,
+    ) -> Option<usize> {
+        let per_weight = |i: usize, b: usize| {
+            (
+                active[i] * u64::from(weights[b]),
+                active[b] * u64::from(weights[i]),
+            )
+        };
+        let (mut best, mut many) = (None, false);
+        for i in (0..weights.len()).filter(|&i| !tried.contains(i)) {
+            match best.map(|b| per_weight(i, b)) {
+                Some((l, r)) if l > r => {}
+                Some((l, r)) if l == r => many = true,
+                _ => (best, many) = (Some(i), false),
+            }
+        }
+        let b = best?;
+        if !many {
+            return Some(b);
+        }
+        let (mut total, mut chosen) = (0, None::<usize>);
+        for i in (b..weights.len()).filter(|&i| !tried.contains(i)) {
+            let (l, r) = per_weight(i, b);
+            if l != r {
+                continue;
+            }
+            state[i].0 += state[i].1;
+            total += state[i].1;
+            if state[i].1 < i64::from(weights[i]) {
+                state[i].1 += 1;
+            }
+            if chosen.is_none_or(|c| state[i].0 > state[c].0) {
+                chosen = Some(i);
+            }
+        }
+        let c = chosen?;
+        state[c].0 -= total;
+        Some(c)
+    }
+
     proptest::proptest! {
         /// With the round-robin cycle (more than 32 peers) the picks are those of nginx's two
         /// walks alone, as the cycle-less set makes them: for sequences shorter than one cycle,
@@ -222,6 +284,41 @@ mod tests {
                         let a = pick_with(&plain, &None, &tried);
                         let b = pick_with(&fast, &index, &tried);
                         proptest::prop_assert_eq!(a, b);
+                    }
+                }
+            }
+        }
+
+        /// Pick for pick the model's: with 2 to 48 peers (the cycle above 32), ties of every
+        /// peer, of some and none, and retries.
+        #[test]
+        fn picks_are_nginx_picks(
+            weights in proptest::collection::vec(1u32..=4, 2..=48),
+            steps in proptest::collection::vec((0u8..6, 0usize..48), 1..80),
+        ) {
+            let set = weighted(&weights);
+            let index = LeastConn.build_index(&set);
+            let mut state: Vec<(i64, i64)> =
+                weights.iter().map(|&w| (0, i64::from(w))).collect();
+            let now = Instant::now();
+            for (op, peer) in steps {
+                let peer = peer % weights.len();
+                let mut tried = Tried::new();
+                match op {
+                    3 => set.acquire(peer, now),
+                    4 => set.release(peer),
+                    _ => {
+                        if op == 5 {
+                            tried.insert(peer);
+                        }
+                        let active: Vec<u64> =
+                            set.iter().map(|p| u64::from(p.active())).collect();
+                        let model = nginx_pick(&weights, &mut state, &active, &tried);
+                        let pick = pick_with(&set, &index, &tried);
+                        proptest::prop_assert_eq!(pick, model);
+                        if op == 0 {
+                            set.acquire(pick.unwrap(), now);
+                        }
                     }
                 }
             }

@@ -42,7 +42,7 @@
 
 use tokio::time::Instant;
 
-use crate::peer_set::{PeerSet, Tried, Weights};
+use crate::peer_set::{PeerSet, PeerState, Tried, Weights};
 
 mod client_addr;
 mod consistent_hash;
@@ -194,26 +194,56 @@ impl<'a> Candidates<'a> {
         weights: &mut [Weights],
         mut filter: impl FnMut(usize) -> bool,
     ) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        let mut total = 0i64;
+        let mut walk = SmoothWalk::default();
         for (i, peer) in self.peers.iter().enumerate() {
-            if !filter(i) || !self.is_candidate(i) {
-                continue;
-            }
-            let w = &mut weights[i];
-            let effective = w.effective.min(peer.ramp_cap(self.now_ms));
-            w.current += effective;
-            total += effective;
-            if w.effective < i64::from(peer.weight()) {
-                w.effective += 1;
-            }
-            let current = w.current;
-            if best.is_none_or(|b| current > weights[b].current) {
-                best = Some(i);
+            if filter(i) && self.is_candidate(i) {
+                walk.step(i, peer, weights, self.now_ms);
             }
         }
-        let best = best?;
-        weights[best].current -= total;
+        walk.finish(weights)
+    }
+
+    /// The smooth walk over the peers `listed`, in order, found to be candidates by a walk
+    /// of this same pick (`least_conn`'s ties): none is checked again.
+    pub(crate) fn smooth_listed(&self, weights: &mut [Weights], listed: &[usize]) -> Option<usize> {
+        let mut walk = SmoothWalk::default();
+        for &i in listed {
+            if let Some(peer) = self.peers.get(i) {
+                walk.step(i, peer, weights, self.now_ms);
+            }
+        }
+        walk.finish(weights)
+    }
+}
+
+/// One pass of nginx's smooth weighted round-robin: each peer stepped over gains its
+/// effective weight, and the one with the highest current weight then loses the total.
+#[derive(Default)]
+struct SmoothWalk {
+    best: Option<usize>,
+    total: i64,
+}
+
+impl SmoothWalk {
+    #[inline]
+    fn step(&mut self, i: usize, peer: &PeerState, weights: &mut [Weights], now_ms: u64) {
+        let w = &mut weights[i];
+        let effective = w.effective.min(peer.ramp_cap(now_ms));
+        w.current += effective;
+        self.total += effective;
+        if w.effective < i64::from(peer.weight()) {
+            w.effective += 1;
+        }
+        let current = w.current;
+        if self.best.is_none_or(|b| current > weights[b].current) {
+            self.best = Some(i);
+        }
+    }
+
+    #[inline]
+    fn finish(self, weights: &mut [Weights]) -> Option<usize> {
+        let best = self.best?;
+        weights[best].current -= self.total;
         Some(best)
     }
 }

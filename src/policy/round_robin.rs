@@ -165,19 +165,15 @@ impl Schedule {
         }
     }
 
-    /// nginx's loop among the candidates `filter` keeps, such as `least_conn`'s ties, from
-    /// the exact state reached. Such a pick disturbs the cycle: it does not count towards
+    /// nginx's loop among the candidates `listed`, such as `least_conn`'s ties, from the
+    /// exact state reached. Such a pick disturbs the cycle: it does not count towards
     /// realigning it.
-    pub(crate) fn smooth_among(
-        &self,
-        ctx: &Candidates<'_>,
-        filter: impl FnMut(usize) -> bool,
-    ) -> Option<usize> {
+    pub(crate) fn smooth_among(&self, ctx: &Candidates<'_>, listed: &[usize]) -> Option<usize> {
         let peers = ctx.peers();
         let mut weights = peers.weights();
         self.take_over(peers, &mut weights, None);
         self.healthy_run.store(0, Relaxed);
-        ctx.smooth_locked(&mut weights, filter)
+        ctx.smooth_listed(&mut weights, listed)
     }
 }
 
