@@ -11,7 +11,8 @@
 //!
 //! Options: `--listen ADDR` (default 127.0.0.1:8080), `--peer HOST:PORT[=WEIGHT]` (repeat),
 //! `--backup HOST:PORT`, `--policy round-robin|ip-hash|least-conn|random-two`, `--workers N`
-//! (default: one per core), `--busy-poll USECS` (see `busy_poll`; default off).
+//! (default: one per core), `--busy-poll USECS` (see `busy_poll`; default off),
+//! `--keepalive-requests N` (nginx's `keepalive_requests`, see `keepalive`; default 1000).
 //!
 //! Or a whole gateway from a file (`tower_upstream::config`), its `listen` addresses used
 //! unless `--listen` is given:
@@ -26,6 +27,7 @@
 
 mod adapter;
 mod busy_poll;
+mod keepalive;
 mod timer;
 mod workers;
 
@@ -45,6 +47,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use keepalive::KeepaliveRequests;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceBuilder};
 use tower_upstream::config::{nginx, Gateway, GatewayConfig};
@@ -65,7 +68,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const USAGE: &str = "usage: gateway [--listen ADDR] [--peer HOST:PORT[=WEIGHT]]... \
 [--backup HOST:PORT]... [--policy round-robin|ip-hash|least-conn|random-two] [--workers N] \
-[--busy-poll USECS] [--config FILE.toml | --nginx-conf FILE]";
+[--busy-poll USECS] [--keepalive-requests N] [--config FILE.toml | --nginx-conf FILE]";
 
 struct Args {
     listen: SocketAddr,
@@ -74,6 +77,8 @@ struct Args {
     workers: usize,
     /// `--busy-poll`: how long a worker polls after its last request before it sleeps.
     busy_poll: Option<Duration>,
+    /// `--keepalive-requests`: nginx's `keepalive_requests`, requests per client connection.
+    keepalive_requests: u32,
     /// `--listen` was given.
     listen_set: bool,
     config: Option<PathBuf>,
@@ -87,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
         policy: "round-robin".into(),
         workers: 0,
         busy_poll: None,
+        keepalive_requests: keepalive::DEFAULT,
         listen_set: false,
         config: None,
         nginx_conf: None,
@@ -120,6 +126,11 @@ fn parse_args() -> Result<Args, String> {
             "--busy-poll" => {
                 let us: u64 = value()?.parse().map_err(|e| format!("--busy-poll: {e}"))?;
                 args.busy_poll = (us > 0).then(|| Duration::from_micros(us));
+            }
+            "--keepalive-requests" => {
+                args.keepalive_requests = value()?
+                    .parse()
+                    .map_err(|e| format!("--keepalive-requests: {e}"))?;
             }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -193,7 +204,7 @@ where
     // it from the connection (`with_client_addr`). The extension, a map allocated for each
     // request, is added only where the policy reads it.
     let addr_extension = args.policy == "ip-hash";
-    let busy_poll = args.busy_poll;
+    let (busy_poll, keepalive_requests) = (args.busy_poll, args.keepalive_requests);
     let sets = listeners.into_iter().map(|l| vec![l]).collect();
     workers::run(sets, move |connections| {
         let (upstream, status_page, headers) =
@@ -206,6 +217,7 @@ where
             headers,
             addr_extension,
             activity,
+            keepalive_requests,
         )
     })
     .await?;
@@ -220,6 +232,7 @@ async fn accept_proxy<P>(
     headers: ProxyHeadersLayer,
     addr_extension: bool,
     activity: Option<Arc<Activity>>,
+    keepalive_requests: u32,
 ) -> std::io::Result<()>
 where
     P: BuildIndex + Policy<Request<Incoming>> + Send + Sync + 'static,
@@ -252,6 +265,7 @@ where
             page: status_page.clone(),
             proxy: svc,
         };
+        let svc = KeepaliveRequests::new(svc, keepalive_requests);
         tokio::spawn(serve(stream, InPlace::new(svc), live));
     }
 }
@@ -399,12 +413,13 @@ async fn serve_config(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             set.push(listener);
         }
     }
-    let busy_poll = args.busy_poll;
+    let (busy_poll, keepalive_requests) = (args.busy_poll, args.keepalive_requests);
     workers::run(sets, move |connections| {
         accept(
             connections,
             gateway.clone(),
             busy_poll.map(busy_poll::start),
+            keepalive_requests,
         )
     })
     .await?;
@@ -429,6 +444,7 @@ async fn accept(
     mut connections: Connections,
     gateway: Gateway,
     activity: Option<Arc<Activity>>,
+    keepalive_requests: u32,
 ) -> std::io::Result<()> {
     loop {
         let Accepted {
@@ -439,6 +455,7 @@ async fn accept(
         let svc = ServiceBuilder::new()
             .map_request(with_client(client, activity.clone()))
             .service(gateway.clone());
+        let svc = KeepaliveRequests::new(svc, keepalive_requests);
         tokio::spawn(serve(stream, InPlace::new(svc), live));
     }
 }
