@@ -27,6 +27,11 @@
 # round: the two targets of a round run seconds apart, so a slow spell of the machine moves
 # both. That matters most at 1 connection, where one run can be 30 % off the next.
 #
+# Both proxies close a client connection after its 1000th request (nginx's default
+# keepalive_requests, the gateway's --keepalive-requests), and wrk opens a new one: with two
+# workers the new one may land on the other worker, which at 1 connection moved requests/s by
+# a third on a VM whose idle vCPUs halt (see the README's Performance section).
+#
 # Both proxies run in a session of their own: nginx's daemon calls setsid(), and the gateway
 # is started with setsid. With autogroup scheduling on (/proc/sys/kernel/sched_autogroup_enabled),
 # Linux shares CPU time between sessions first and then between the processes of each session.
