@@ -179,34 +179,12 @@ async fn busy_poll_polls_after_a_request_then_sleeps() {
 /// says `Connection: close`, and the gateway closes the connection after it.
 #[tokio::test]
 async fn a_connection_closes_after_keepalive_requests() {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::TokioIo;
-    use std::time::Duration;
     for (args, limit) in [(&["--keepalive-requests", "3"][..], 3), (&[][..], 1000)] {
         let (addr, _guard) = start(args);
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        let conn = tokio::spawn(conn);
-        for n in 1..=limit {
-            sender.ready().await.unwrap();
-            let req = Request::get("/index.jsp")
-                .header("host", "gateway.test")
-                .body(Empty::<Bytes>::new())
-                .unwrap();
-            let res = sender.send_request(req).await.unwrap();
-            assert_eq!(res.status(), 200, "request {n}");
-            let close = res
-                .headers()
-                .get("connection")
-                .is_some_and(|v| v == "close");
-            assert_eq!(close, n == limit, "request {n} of {limit}");
-            res.into_body().collect().await.unwrap();
-        }
-        // The gateway closed it: the client's side of the connection ends, without an error.
-        let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
-        ended.expect("the connection ends").unwrap().unwrap();
-        assert!(sender.is_closed());
+        assert_eq!(
+            support::closes_after(addr, limit + 1).await,
+            Some(limit),
+            "{args:?}"
+        );
     }
 }

@@ -412,6 +412,49 @@ async fn the_gateway_example_runs_the_seeds_nginx_conf() {
     assert_eq!(report.lines().count(), 26, "{report}");
 }
 
+/// The file's `keepalive_requests` closes client connections, unless `--keepalive-requests`
+/// says otherwise.
+#[tokio::test]
+async fn the_gateway_example_applies_keepalive_requests() {
+    let backend = support::spawn_backend("tomcat1").await;
+    let root = Root::new();
+    let conf = root.0.join("keepalive.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "http {{\n  keepalive_requests 2;\n  server {{\n    location / {{ proxy_pass http://{}; }}\n  }}\n}}\n",
+            backend.addr
+        ),
+    )
+    .unwrap();
+    for (flag, limit) in [(None, 2), (Some("3"), 3)] {
+        let mut cmd = Command::new(gateway_binary(&[]));
+        cmd.arg("--nginx-conf")
+            .arg(&conf)
+            .args(["--listen", "127.0.0.1:0"]);
+        if let Some(n) = flag {
+            cmd.args(["--keepalive-requests", n]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let _guard = Kill(child);
+        let mut lines = BufReader::new(stdout).lines();
+        let addr: SocketAddr = loop {
+            let line = lines.next().expect("gateway printed its address").unwrap();
+            if let Some(rest) = line.strip_prefix("gateway listening on http://") {
+                break rest.parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        let closes = support::closes_after(addr, limit + 1).await;
+        assert_eq!(closes, Some(limit), "{flag:?}");
+    }
+}
+
 #[test]
 fn the_gateway_example_refuses_bad_files_and_toml_without_serde() {
     let root = Root::new();

@@ -77,8 +77,9 @@ struct Args {
     workers: usize,
     /// `--busy-poll`: how long a worker polls after its last request before it sleeps.
     busy_poll: Option<Duration>,
-    /// `--keepalive-requests`: nginx's `keepalive_requests`, requests per client connection.
-    keepalive_requests: u32,
+    /// `--keepalive-requests`: nginx's `keepalive_requests`, requests per client connection
+    /// (default: the configuration file's, else nginx's 1000).
+    keepalive_requests: Option<u32>,
     /// `--listen` was given.
     listen_set: bool,
     config: Option<PathBuf>,
@@ -92,7 +93,7 @@ fn parse_args() -> Result<Args, String> {
         policy: "round-robin".into(),
         workers: 0,
         busy_poll: None,
-        keepalive_requests: keepalive::DEFAULT,
+        keepalive_requests: None,
         listen_set: false,
         config: None,
         nginx_conf: None,
@@ -128,9 +129,11 @@ fn parse_args() -> Result<Args, String> {
                 args.busy_poll = (us > 0).then(|| Duration::from_micros(us));
             }
             "--keepalive-requests" => {
-                args.keepalive_requests = value()?
-                    .parse()
-                    .map_err(|e| format!("--keepalive-requests: {e}"))?;
+                args.keepalive_requests = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--keepalive-requests: {e}"))?,
+                );
             }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -204,7 +207,8 @@ where
     // it from the connection (`with_client_addr`). The extension, a map allocated for each
     // request, is added only where the policy reads it.
     let addr_extension = args.policy == "ip-hash";
-    let (busy_poll, keepalive_requests) = (args.busy_poll, args.keepalive_requests);
+    let busy_poll = args.busy_poll;
+    let keepalive_requests = args.keepalive_requests.unwrap_or(keepalive::DEFAULT);
     let sets = listeners.into_iter().map(|l| vec![l]).collect();
     workers::run(sets, move |connections| {
         let (upstream, status_page, headers) =
@@ -413,7 +417,11 @@ async fn serve_config(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             set.push(listener);
         }
     }
-    let (busy_poll, keepalive_requests) = (args.busy_poll, args.keepalive_requests);
+    let busy_poll = args.busy_poll;
+    let keepalive_requests = args
+        .keepalive_requests
+        .or(config.keepalive_requests)
+        .unwrap_or(keepalive::DEFAULT);
     workers::run(sets, move |connections| {
         accept(
             connections,

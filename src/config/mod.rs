@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `upstream name { server ...; ip_hash; }` | [`UpstreamConfig`], [`PeerConfig`], [`PolicyConfig`] | an [`Upstream`] of [`HttpPeer`]s |
 //! | `listen`, `server_name` | [`GatewayConfig::listen`], [`GatewayConfig::server_name`] | for the server loop; `$host` |
+//! | `keepalive_requests` | [`GatewayConfig::keepalive_requests`] | for the server loop |
 //! | `location [=|^~|~|~*] pattern { ... }` | [`LocationConfig`], [`Modifier`] | [`Locations`] |
 //! | `proxy_pass http://name[/uri]` | [`ProxyPassConfig`] | the upstream, with [`ProxyPass`] for a URI |
 //! | `proxy_set_header` | `proxy_set_header` | [`ProxyHeadersLayer`] (and [`UpgradeLayer`]) |

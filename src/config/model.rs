@@ -86,6 +86,12 @@ pub struct GatewayConfig {
         )
     )]
     pub client_max_body_size: Option<u64>,
+    /// nginx `keepalive_requests`: how many requests a client connection carries before the
+    /// server closes it (nginx's default: 1000). For the server loop that serves the gateway,
+    /// as `listen` is: the built [`Gateway`](super::Gateway) does not see connections (the
+    /// gateway example applies it).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub keepalive_requests: Option<u32>,
 }
 
 impl GatewayConfig {

@@ -155,3 +155,37 @@ pub async fn get(to: SocketAddr, path: &str) -> (u16, String, String) {
         .get(path)
         .await
 }
+
+/// Sends up to `most` GETs of `/` over one connection to `to`, one at a time; the number of
+/// the first response that says `Connection: close` (after which the server must close the
+/// connection), or `None`.
+pub async fn closes_after(to: SocketAddr, most: usize) -> Option<usize> {
+    let stream = tokio::net::TcpStream::connect(to).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    for n in 1..=most {
+        sender.ready().await.unwrap();
+        let req = Request::get("/")
+            .header("host", "gateway.test")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        assert_eq!(res.status(), 200, "request {n}");
+        let close = res
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v == "close");
+        res.into_body().collect().await.unwrap();
+        if close {
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+            ended
+                .expect("the server closes the connection")
+                .unwrap()
+                .unwrap();
+            return Some(n);
+        }
+    }
+    None
+}

@@ -206,6 +206,8 @@ struct Settings {
     headers: Option<Vec<(String, String)>>,
     error_page: Option<Vec<ErrorPageConfig>>,
     max_body: Option<u64>,
+    /// `keepalive_requests`: in `http` and `server` only (a `location`'s is ignored).
+    keepalive_requests: Option<u32>,
 }
 
 #[derive(Default)]
@@ -372,6 +374,7 @@ impl Importer {
                 }
                 self.server = Some((config, own));
             }
+            "keepalive_requests" => self.keepalive_requests(d, settings),
             _ => {
                 if !self.setting(d, settings) {
                     self.other(Ctx::Http, d, None);
@@ -399,10 +402,22 @@ impl Importer {
                     config.locations.push(location);
                 }
             }
+            "keepalive_requests" => self.keepalive_requests(d, settings),
             _ => {
                 if !self.setting(d, settings) {
                     self.other(Ctx::Server, d, None);
                 }
+            }
+        }
+    }
+
+    /// `keepalive_requests number`, for the server loop.
+    fn keepalive_requests(&mut self, d: &Directive, settings: &mut Settings) {
+        if self.leaf(d, 1, 1) {
+            match d.args[0].parse::<u32>() {
+                _ if settings.keepalive_requests.is_some() => self.reject(d, "is duplicate"),
+                Ok(n) => settings.keepalive_requests = Some(n),
+                Err(_) => self.reject(d, format!("invalid number `{}`", d.args[0])),
             }
         }
     }
@@ -921,6 +936,7 @@ impl Importer {
         config.proxy_set_header = own.headers.or(http.headers);
         config.error_page = own.error_page.or(http.error_page).unwrap_or_default();
         config.client_max_body_size = own.max_body.or(http.max_body);
+        config.keepalive_requests = own.keepalive_requests.or(http.keepalive_requests);
         let mut upstreams = std::mem::take(&mut self.upstreams);
         let mut implicit = HashSet::new();
         for location in &mut config.locations {

@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `http` | `upstream`, `server`, and the `server` settings below (inherited by the server) |
 //! | `upstream` | `server` with `weight=`, `max_fails=`, `fail_timeout=`, `max_conns=`, `backup`, `down` (and nginx Plus's `route=`, `slow_start=`); `ip_hash`; `hash $key consistent` (`$request_uri`, `$http_*`, `$cookie_*`, `$arg_*`); `least_conn`; `random [two [least_conn]]` |
-//! | `server` | `listen` (`addr:port`, `port`, `addr`), `server_name`, `location`, `root`, `index`, `proxy_set_header`, `error_page`, `client_max_body_size` |
+//! | `server` | `listen` (`addr:port`, `port`, `addr`), `server_name`, `keepalive_requests` (also in `http`; for the server loop), `location`, `root`, `index`, `proxy_set_header`, `error_page`, `client_max_body_size` |
 //! | `location` | `proxy_pass http://…` (an upstream's name, else `host[:port]`, which becomes an upstream of one peer), `return`, `internal`, nested `location`, and the settings above |
 //!
 //! A `proxy_set_header` for a hop-by-hop header (`Upgrade`, `Connection`, ...) is not
@@ -29,8 +29,8 @@
 //! (`sendfile`, `tcp_nopush`, `tcp_nodelay`, `client_header_buffer_size`,
 //! `large_client_header_buffers`, `client_body_buffer_size`, `proxy_buffering`,
 //! `proxy_buffer_size`, `proxy_buffers`, `proxy_busy_buffers_size`, the `*_hash_*_size`
-//! directives), client connection timeouts (`keepalive_timeout`, `keepalive_requests`,
-//! `send_timeout`, `client_header_timeout`, `client_body_timeout`), compression
+//! directives), client connection timeouts (`keepalive_timeout`, `keepalive_requests` in a
+//! `location`, `send_timeout`, `client_header_timeout`, `client_body_timeout`), compression
 //! (`gzip*`), content types (`include …mime.types`, `types`, `default_type`),
 //! `server_tokens`, `proxy_http_version` (peers always get HTTP/1.1), the `upstream`
 //! connection settings `keepalive*` and `zone`, and the `listen` parameters `default_server`

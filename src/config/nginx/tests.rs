@@ -245,6 +245,41 @@ fn listen_forms() {
     );
 }
 
+/// `keepalive_requests`: the server's own, else the `http` block's, else none (the server
+/// loop's default); a location's is ignored, as the other client connection settings.
+#[test]
+fn keepalive_requests_for_the_server_loop() {
+    let with = |http: &str, server: &str| {
+        import(&format!(
+            "http {{\n{http}\nserver {{\n{server}\nlocation / {{ keepalive_requests 5; return 204; }}\n}}\n}}\n"
+        ))
+        .unwrap()
+    };
+    assert_eq!(with("", "").config.keepalive_requests, None);
+    assert_eq!(
+        with("keepalive_requests 100;", "")
+            .config
+            .keepalive_requests,
+        Some(100)
+    );
+    let both = with("keepalive_requests 100;", "keepalive_requests 0;");
+    assert_eq!(both.config.keepalive_requests, Some(0));
+    assert_eq!(
+        entries(&both.report),
+        [(5, "keepalive_requests", Outcome::Ignored)]
+    );
+    assert_eq!(
+        rejected(&server(
+            "keepalive_requests many;\nkeepalive_requests 1;\nkeepalive_requests 2;\nkeepalive_requests;"
+        )),
+        [
+            (3, "keepalive_requests".into(), "invalid number `many`".into()),
+            (5, "keepalive_requests".into(), "is duplicate".into()),
+            (6, "keepalive_requests".into(), "invalid number of arguments".into()),
+        ]
+    );
+}
+
 #[test]
 fn locations_handlers_and_inheritance() {
     let text = "http {
