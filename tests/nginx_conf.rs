@@ -412,21 +412,25 @@ async fn the_gateway_example_runs_the_seeds_nginx_conf() {
     assert_eq!(report.lines().count(), 26, "{report}");
 }
 
-/// The file's `keepalive_requests` closes client connections, unless `--keepalive-requests`
-/// says otherwise.
+/// The file's `keepalive_requests` closes client connections after as many requests as
+/// nginx does with it, unless `--keepalive-requests` says otherwise.
 #[tokio::test]
 async fn the_gateway_example_applies_keepalive_requests() {
     let backend = support::spawn_backend("tomcat1").await;
+    let http = |listen: &str| {
+        format!(
+            "keepalive_requests 2;\nserver {{\n  listen {listen};\n  location / {{ proxy_pass http://{}; }}\n}}\n",
+            backend.addr
+        )
+    };
+    if let Some(bin) = raw::require("the_gateway_example_applies_keepalive_requests") {
+        let nginx = raw::Nginx::start(&bin, 1, |ports, _| http(&format!("127.0.0.1:{}", ports[0])));
+        let addr = SocketAddr::from(([127, 0, 0, 1], nginx.ports()[0]));
+        assert_eq!(support::closes_after(addr, 3).await, Some(2), "nginx");
+    }
     let root = Root::new();
     let conf = root.0.join("keepalive.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "http {{\n  keepalive_requests 2;\n  server {{\n    location / {{ proxy_pass http://{}; }}\n  }}\n}}\n",
-            backend.addr
-        ),
-    )
-    .unwrap();
+    std::fs::write(&conf, format!("http {{\n{}}}\n", http("127.0.0.1:0"))).unwrap();
     for (flag, limit) in [(None, 2), (Some("3"), 3)] {
         let mut cmd = Command::new(gateway_binary(&[]));
         cmd.arg("--nginx-conf")
