@@ -4,9 +4,8 @@
 //! whole.
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -19,24 +18,11 @@ use support::example::{gateway_binary, Kill};
 
 /// Starts the gateway example with `args`; its address, and the guard that stops it.
 fn start(args: &[&str]) -> (SocketAddr, Kill) {
-    let mut child: Child = Command::new(gateway_binary(&[]))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the gateway example");
-    let stdout = child.stdout.take().unwrap();
-    let guard = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("gateway printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("gateway listening on http://") {
-            break rest.parse().unwrap();
-        }
-    };
-    // The gateway logs to stdout: keep reading, or its next line would hit a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (addr, guard)
+    support::example::spawn(
+        Command::new(gateway_binary(&[]))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args),
+    )
 }
 
 #[tokio::test]

@@ -7,12 +7,10 @@
 
 mod support;
 
-use support::example::{gateway_binary, Kill};
+use support::example::gateway_binary;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tower_upstream::config::{nginx, GatewayConfig, PeerConfig};
@@ -156,22 +154,12 @@ async fn the_gateway_example_serves_a_toml_config() {
         .replace("/www/ROOT", &dir.display().to_string());
     let file = dir.join("gateway.toml");
     std::fs::write(&file, toml).unwrap();
-    let mut child = Command::new(gateway_binary(&["serde"]))
-        .arg("--config")
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the gateway example");
-    let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
     // The file's `listen`: 127.0.0.1:0.
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("gateway printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("gateway listening on http://") {
-            break rest.parse().unwrap();
-        }
-    };
+    let (addr, _guard) = support::example::spawn(
+        Command::new(gateway_binary(&["serde"]))
+            .arg("--config")
+            .arg(&file),
+    );
     // As written, the seed's php regex takes everything: 502 with the 50x page.
     assert_eq!(
         support::get(addr, "/index.jsp").await,

@@ -14,9 +14,9 @@
 mod raw;
 mod support;
 
-use support::example::{gateway_binary, Kill};
+use support::example::gateway_binary;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -366,24 +366,14 @@ async fn the_gateway_example_runs_the_seeds_nginx_conf() {
     let root = Root::new();
     let conf = root.0.join("nginx.conf");
     std::fs::write(&conf, rewrite(&seed(), &backends, &root, Regexes::Fixed)).unwrap();
-    let mut child = Command::new(gateway_binary(&[]))
-        .arg("--nginx-conf")
-        .arg(&conf)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the gateway example");
-    let stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let _guard = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("gateway printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("gateway listening on http://") {
-            break rest.parse().unwrap();
-        }
-    };
+    let (addr, mut _guard) = support::example::spawn(
+        Command::new(gateway_binary(&[]))
+            .arg("--nginx-conf")
+            .arg(&conf)
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped()),
+    );
+    let mut stderr = _guard.0.stderr.take().unwrap();
     let (s1, b1, _) = get(addr, "/index.jsp").await;
     let (s2, b2, _) = get(addr, "/dwr/x").await;
     assert_eq!((s1, s2), (200, 200));
@@ -435,25 +425,12 @@ async fn the_gateway_example_applies_keepalive_requests() {
         let mut cmd = Command::new(gateway_binary(&[]));
         cmd.arg("--nginx-conf")
             .arg(&conf)
-            .args(["--listen", "127.0.0.1:0"]);
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(Stdio::null());
         if let Some(n) = flag {
             cmd.args(["--keepalive-requests", n]);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let _guard = Kill(child);
-        let mut lines = BufReader::new(stdout).lines();
-        let addr: SocketAddr = loop {
-            let line = lines.next().expect("gateway printed its address").unwrap();
-            if let Some(rest) = line.strip_prefix("gateway listening on http://") {
-                break rest.parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
+        let (addr, _guard) = support::example::spawn(&mut cmd);
         let closes = support::closes_after(addr, limit + 1).await;
         assert_eq!(closes, Some(limit), "{flag:?}");
     }

@@ -1,7 +1,9 @@
 //! Running `examples/gateway/` from a test, as a user would.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 
 /// Kills the child process when dropped, so a failing test leaves no gateway behind.
 pub struct Kill(pub Child);
@@ -34,4 +36,25 @@ pub fn gateway_binary(features: &[&str]) -> PathBuf {
     path.push("examples");
     path.push("gateway");
     path
+}
+
+/// Starts the gateway example as `cmd` says and waits for the address it prints first; the
+/// guard stops it. Its further output is read and dropped: a closed pipe would fail its next
+/// log line.
+pub fn spawn(cmd: &mut Command) -> (SocketAddr, Kill) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the gateway example");
+    let stdout = child.stdout.take().unwrap();
+    let guard = Kill(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("gateway printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("gateway listening on http://") {
+            break rest.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (addr, guard)
 }
